@@ -1,0 +1,113 @@
+"""``vidrepro`` command line: what the Makefile and cluster users call.
+
+    vidrepro run NOTEBOOK [--params FILE] [--scale tiny] [-p key=value ...] [--out DIR]
+    vidrepro reproduce TABLE [--scale tiny|full] [--force] [--rows a,b]
+    vidrepro check            validate every table and params file at both scales
+    vidrepro tables           list the tables
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import params as P
+from . import runs, tables
+from .paths import project_root
+
+
+def _notebook_names(notebook: Path) -> tuple[str, str]:
+    """``notebooks/<paper>/<name>.ipynb`` -> (paper, name)."""
+    if notebook.suffix != ".ipynb":
+        raise P.ParamsError(f"{notebook}: not a notebook (.ipynb)")
+    if not notebook.exists():
+        raise P.ParamsError(f"{notebook}: file not found")
+    return notebook.resolve().parent.name, notebook.stem
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    root = project_root()
+    notebook = Path(args.notebook)
+    paper, name = _notebook_names(notebook)
+    path = Path(args.params) if args.params else P.params_path(root, paper, name, args.scale)
+    params = P.load(P.schema_for(paper, name), path, P.parse_overrides(args.p))
+    folder = Path(args.out) if args.out else runs.default_run_folder(root, notebook)
+    result = runs.execute(notebook, params, folder, root=root, extra={"params_file": str(path)})
+    print(json.dumps(result.metrics, indent=2, default=str))
+    print(f"run folder: {result.folder}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    root = project_root()
+    rows = args.rows.split(",") if args.rows else None
+    frame = tables.reproduce(args.table, args.scale, root=root, force=args.force, rows=rows)
+    print(frame.to_string(index=False))
+    print(f"written: {tables.results_dir(root, args.scale) / args.table}.{{md,csv,png}}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    root = project_root()
+    for table in tables.available_tables(root):
+        for scale in P.SCALES:
+            tables.check_table(root, table, scale)
+            print(f"ok  table {table} ({scale})")
+    for path in sorted((root / "params").glob("*/*/*.yaml")):
+        paper, scale, name = path.parts[-3], path.parts[-2], path.stem
+        if paper == "tables":
+            continue
+        P.load(P.schema_for(paper, name), path)
+        print(f"ok  {path.relative_to(root)}")
+    return 0
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    root = project_root()
+    for table in tables.available_tables(root):
+        spec = tables.load_table(root, table)
+        print(f"{table:28s} {spec.title}  ({len(spec.rows)} rows)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vidrepro", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute one notebook with validated params")
+    run.add_argument("notebook")
+    run.add_argument("--params", help="params YAML (default: params/<paper>/<scale>/<name>.yaml)")
+    run.add_argument("--scale", default="tiny", choices=P.SCALES)
+    run.add_argument("-p", action="append", metavar="KEY=VALUE", help="override one parameter")
+    run.add_argument("--out", help="run folder (default: runs/manual/<name>-<time>)")
+    run.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("reproduce", help="regenerate a result table")
+    rep.add_argument("table")
+    rep.add_argument("--scale", default="tiny", choices=P.SCALES)
+    rep.add_argument("--force", action="store_true", help="rerun finished steps too")
+    rep.add_argument("--rows", help="comma-separated row ids (default: all)")
+    rep.set_defaults(func=cmd_reproduce)
+
+    sub.add_parser("check", help="validate all tables and params").set_defaults(func=cmd_check)
+    sub.add_parser("tables", help="list the tables").set_defaults(func=cmd_tables)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except P.ParamsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except runs.StepFailed as e:
+        print(f"step failed: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

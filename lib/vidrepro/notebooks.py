@@ -1,0 +1,103 @@
+"""Notebook hygiene: the rules every committed notebook keeps, checked by CI and the tests.
+
+- outputs stripped (diffs stay readable, no stale numbers in git);
+- exactly one cell tagged ``parameters`` (papermill injects after it) whose values are the tiny
+  defaults in ``params/<paper>/tiny/<name>.yaml``;
+- a first markdown cell saying what the notebook reproduces, and a Colab setup cell;
+- thin: no function in a notebook longer than a few lines (it belongs in ``lib/`` with a test).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+MAX_FUNCTION_LINES = 5
+COLAB_MARKER = "google.colab"
+
+
+def read(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def source(cell: dict[str, Any]) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def parameters_cell(nb: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
+
+
+def parameter_values(nb: dict[str, Any]) -> dict[str, Any]:
+    """The literal assignments of the ``parameters`` cell (``name = <literal>``)."""
+    cells = parameters_cell(nb)
+    if len(cells) != 1:
+        raise ValueError(f"expected one cell tagged 'parameters', found {len(cells)}")
+    values = {}
+    for node in ast.parse(source(cells[0])).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if isinstance(t, ast.Name):
+                    values[t.id] = ast.literal_eval(node.value)
+    return values
+
+
+def problems(path: Path) -> list[str]:
+    """Every rule ``path`` breaks, as messages naming the notebook (empty when clean)."""
+    try:
+        nb = read(path)
+    except (OSError, json.JSONDecodeError) as e:
+        return [f"{path}: not a readable notebook ({e})"]
+    cells = nb.get("cells", [])
+    out = []
+    if not cells or cells[0].get("cell_type") != "markdown":
+        out.append(f"{path}: the first cell must be markdown saying what the notebook reproduces")
+    if not any(COLAB_MARKER in source(c) for c in cells if c.get("cell_type") == "code"):
+        out.append(f"{path}: no Colab setup cell (a code cell installing the kit on Colab)")
+    n = len(parameters_cell(nb))
+    if n != 1:
+        out.append(f"{path}: {n} cells tagged 'parameters' (want exactly 1)")
+    for i, c in enumerate(cells):
+        if c.get("cell_type") != "code":
+            continue
+        if c.get("outputs") or c.get("execution_count") is not None:
+            out.append(f"{path}: cell {i} has outputs or an execution count (strip them)")
+        out += [f"{path}: cell {i}: {msg}" for msg in _long_functions(source(c))]
+    return out
+
+
+def _long_functions(code: str) -> list[str]:
+    # IPython magics and shell escapes are not Python; blank them before parsing.
+    lines = ["" if ln.lstrip().startswith(("!", "%")) else ln for ln in code.splitlines()]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError as e:
+        return [f"does not parse: {e}"]
+    return [f"function {node.name!r} is {node.end_lineno - node.lineno + 1} lines; "
+            f"move it to lib/ with a test (limit {MAX_FUNCTION_LINES})"
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+
+
+def strip(path: Path) -> bool:
+    """Remove outputs and execution counts in place; True when the file changed."""
+    text = Path(path).read_text()
+    nb = json.loads(text)
+    for c in nb.get("cells", []):
+        if c.get("cell_type") == "code":
+            c["outputs"], c["execution_count"] = [], None
+        c.get("metadata", {}).pop("execution", None)
+    new = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    if new != text:
+        Path(path).write_text(new)
+    return new != text
+
+
+def all_notebooks(root: Path) -> list[Path]:
+    return sorted(p for p in (root / "notebooks").rglob("*.ipynb")
+                  if ".ipynb_checkpoints" not in p.parts)

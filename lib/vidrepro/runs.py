@@ -1,0 +1,258 @@
+"""Run folders: one per executed notebook, holding what it made and where it came from.
+
+A run folder holds the executed notebook, ``metrics.json`` (metrics, named outputs such as a
+checkpoint path, and provenance) and whatever the notebook saves. The notebook side calls
+:func:`run_dir`, :func:`log_metrics` and :func:`log_output`; the runner side (:func:`execute`)
+points the kernel at the folder through ``$VIDREPRO_RUN_DIR`` and marks the run finished only
+after the last cell succeeded, so an interrupted run is never mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .params import Params, canonical_json
+from .paths import project_root
+
+RUN_DIR_ENV = "VIDREPRO_RUN_DIR"
+METRICS_FILE = "metrics.json"
+TRACKED_PACKAGES = (
+    "vidrepro", "torch", "torchvision", "jax", "jaxlib", "flax", "optax", "transformers", "peft",
+    "open_clip_torch", "numpy", "av", "pycocoevalcap", "papermill",
+)
+
+
+# --- notebook side ---------------------------------------------------------------------------
+
+def run_dir() -> Path:
+    """This run's folder: the runner's, or ``runs/interactive/<time>`` when opened by hand."""
+    env = os.environ.get(RUN_DIR_ENV)
+    if env:
+        path = Path(env)
+    else:
+        global _interactive_dir
+        if _interactive_dir is None:
+            stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            _interactive_dir = project_root() / "runs" / "interactive" / stamp
+        path = _interactive_dir
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+_interactive_dir: Path | None = None
+
+
+def read_record(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / METRICS_FILE
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def write_record(folder: Path, record: dict[str, Any]) -> None:
+    """Atomic: a kill mid-write leaves the previous record, never half a file."""
+    path = Path(folder) / METRICS_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy / torch / jax scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def log_metrics(**metrics: Any) -> dict[str, Any]:
+    """Record metrics (merged with earlier calls); returns all metrics so far."""
+    folder = run_dir()
+    record = read_record(folder)
+    record.setdefault("metrics", {}).update(metrics)
+    write_record(folder, record)
+    return record["metrics"]
+
+
+def log_output(name: str, path: str | Path) -> Path:
+    """Name a file or folder this run made, so later steps can ask for it (``${step.name}``)."""
+    folder = run_dir()
+    path = Path(path).resolve()
+    record = read_record(folder)
+    try:
+        stored = str(path.relative_to(folder.resolve()))
+    except ValueError:
+        stored = str(path)
+    record.setdefault("outputs", {})[name] = stored
+    write_record(folder, record)
+    return path
+
+
+# --- provenance ------------------------------------------------------------------------------
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit(root: Path) -> str:
+    """HEAD, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def code_version() -> str:
+    """Hash of the package's source: a step is reused only if the code under it is unchanged.
+    (The git commit would also change on a README edit and is absent in a pip install.)"""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# --- runner side -----------------------------------------------------------------------------
+
+class StepFailed(RuntimeError):
+    """A notebook cell raised; the message holds the error and the executed notebook's path."""
+
+
+@dataclass
+class RunResult:
+    folder: Path
+    record: dict[str, Any]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.record.get("metrics", {})
+
+    def output(self, name: str) -> Path:
+        outputs = self.record.get("outputs", {})
+        if name not in outputs:
+            raise KeyError(f"{self.folder}: the run logged no output {name!r} "
+                           f"(it has: {', '.join(sorted(outputs)) or 'none'})")
+        return self.folder / outputs[name]
+
+
+def is_finished(folder: Path, key: str | None = None) -> bool:
+    record = read_record(folder)
+    return record.get("status") == "finished" and (key is None or record.get("key") == key)
+
+
+def execute(notebook: Path, params: Params, folder: Path, *, key: str | None = None,
+            root: Path | None = None, progress: bool = True,
+            extra: dict[str, Any] | None = None) -> RunResult:
+    """Run ``notebook`` with papermill into ``folder``; raise :class:`StepFailed` on a cell error.
+
+    The record starts as ``running`` and becomes ``finished`` only after the last cell, so a
+    killed run is rerun, not reused. Earlier contents of the folder (an interrupted run's
+    checkpoints) are kept: notebooks resume from them.
+    """
+    import papermill as pm  # heavy; the notebook side never needs it
+
+    root = (root or project_root()).resolve()
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    values = params.model_dump(mode="json")
+    record = {
+        "status": "running",
+        "key": key,
+        "notebook": _relative(notebook, root),
+        "params": values,
+        "params_hash": params.digest(),
+        "provenance": {
+            "git_commit": git_commit(root),
+            "code_version": code_version(),
+            "packages": package_versions(),
+            "host": platform.node(),
+            "platform": platform.platform(),
+            "start": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+        **(extra or {}),
+    }
+    write_record(folder, record)
+    executed = folder / Path(notebook).name
+    env_before = {k: os.environ.get(k) for k in (RUN_DIR_ENV, "VIDREPRO_ROOT")}
+    os.environ[RUN_DIR_ENV] = str(folder)
+    os.environ["VIDREPRO_ROOT"] = str(root)
+    start = time.monotonic()
+    try:
+        pm.execute_notebook(str(notebook), str(executed), parameters=values,
+                            kernel_name="python3", progress_bar=progress, cwd=str(root),
+                            log_output=False)
+    except pm.PapermillExecutionError as e:
+        raise StepFailed(
+            f"{_relative(notebook, root)} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
+            f"executed notebook: {executed}\n" + "".join(_strip_ansi(t) for t in e.traceback[-3:])
+        ) from None
+    finally:
+        for k, v in env_before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    record = {**read_record(folder), "status": "finished"}
+    record["provenance"]["duration_s"] = round(time.monotonic() - start, 2)
+    write_record(folder, record)
+    return RunResult(folder, record)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text) + "\n"
+
+
+def step_key(notebook: Path, params: Params, upstream: dict[str, str]) -> str:
+    """What decides whether a finished step can be reused: notebook text, params (with upstream
+    paths already substituted), the upstream steps' own keys, and the package source."""
+    payload = {
+        "notebook": file_digest(notebook),
+        "params": params.model_dump(mode="json"),
+        "upstream": upstream,
+        "code": code_version(),
+    }
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+
+def default_run_folder(root: Path, notebook: Path) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return root / "runs" / "manual" / f"{Path(notebook).stem}-{stamp}"
+
+
+__all__ = [
+    "run_dir", "log_metrics", "log_output", "execute", "RunResult", "StepFailed", "step_key",
+    "is_finished", "read_record", "package_versions", "git_commit", "code_version",
+]

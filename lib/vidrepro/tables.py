@@ -1,0 +1,293 @@
+"""Result tables: a table spec is rows of notebook chains; running them fills ``results/``.
+
+``params/tables/<table>.yaml`` lists rows; each row is a chain of notebook steps with parameter
+overrides, where a later step may use an earlier step's output as ``${<step id>.<output name>}``
+(e.g. a checkpoint). Steps live in content-addressed folders
+``runs/<scale>/<paper>/<notebook>/<key>/`` rather than per table row: the same step (say, the
+pretraining every row starts from) is run once and shared by every row and table that asks for
+it with the same inputs, and rerunning an unchanged table only reads the finished records.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from tqdm.auto import tqdm
+
+from . import params as P
+from . import runs
+from .paths import project_root
+
+REF = re.compile(r"\$\{([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StepSpec(_Strict):
+    id: str
+    notebook: str = Field(description="notebook name within the table's paper, e.g. 02_finetune")
+    params: dict[str, Any] = {}
+    tiny: dict[str, Any] = {}
+    full: dict[str, Any] = {}
+
+    def overrides(self, scale: str) -> dict[str, Any]:
+        return {**self.params, **(self.tiny if scale == "tiny" else self.full)}
+
+
+class RowSpec(_Strict):
+    id: str
+    columns: dict[str, Any] = {}
+    steps: list[StepSpec]
+    metrics_from: str | None = Field(None, description="step whose metrics fill the row "
+                                                       "(default: the last)")
+
+    @model_validator(mode="after")
+    def _check_steps(self) -> RowSpec:
+        ids = [s.id for s in self.steps]
+        if not ids:
+            raise ValueError(f"row {self.id!r} has no steps")
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"row {self.id!r}: step ids repeat: {ids}")
+        for i, step in enumerate(self.steps):
+            for ref_step, _ in _references(step):
+                if ref_step not in ids[:i]:
+                    raise ValueError(f"row {self.id!r}, step {step.id!r}: ${{{ref_step}...}} "
+                                     f"names no earlier step (earlier: {ids[:i]})")
+        if self.metrics_from is not None and self.metrics_from not in ids:
+            raise ValueError(f"row {self.id!r}: metrics_from {self.metrics_from!r} is not a step")
+        return self
+
+    @property
+    def metrics_step(self) -> str:
+        return self.metrics_from or self.steps[-1].id
+
+
+class TableSpec(_Strict):
+    title: str
+    paper: str
+    description: str = ""
+    columns: list[str] = Field([], description="descriptive columns, in order")
+    metrics: list[str]
+    metric_scale: float = Field(1.0, description="multiply metrics by this (e.g. 100)")
+    rows: list[RowSpec]
+
+    @model_validator(mode="after")
+    def _check_rows(self) -> TableSpec:
+        ids = [r.id for r in self.rows]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"row ids repeat: {ids}")
+        for row in self.rows:
+            extra = set(row.columns) - set(self.columns)
+            if extra:
+                raise ValueError(f"row {row.id!r}: columns {sorted(extra)} are not in the "
+                                 f"table's columns {self.columns}")
+        return self
+
+
+class Published(_Strict):
+    source: str
+    rows: dict[str, dict[str, float | str]] = {}
+
+
+def _references(step: StepSpec) -> list[tuple[str, str]]:
+    """The ``(step, output)`` pairs a step's overrides refer to, at any scale."""
+    values = [*step.params.values(), *step.tiny.values(), *step.full.values()]
+    return [ref for v in values if isinstance(v, str) for ref in REF.findall(v)]
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+def table_path(root: Path, table: str) -> Path:
+    return root / "params" / "tables" / f"{table}.yaml"
+
+
+def available_tables(root: Path) -> list[str]:
+    return sorted(p.stem for p in (root / "params" / "tables").glob("*.yaml"))
+
+
+def load_table(root: Path, table: str) -> TableSpec:
+    path = table_path(root, table)
+    if not path.exists():
+        have = ", ".join(available_tables(root)) or "none yet"
+        raise P.ParamsError(f"{path}: no such table (available: {have})")
+    spec = P.validate(TableSpec, P.load_yaml(path), str(path))
+    for row in spec.rows:
+        for step in row.steps:
+            nb = notebook_path(root, spec.paper, step.notebook)
+            if not nb.exists():
+                raise P.ParamsError(f"{path}: row {row.id!r}, step {step.id!r}: "
+                                    f"notebook {nb} does not exist")
+    return spec
+
+
+def load_published(root: Path, table: str) -> Published | None:
+    path = root / "results" / "published" / f"{table}.yaml"
+    if not path.exists():
+        return None
+    return P.validate(Published, P.load_yaml(path), str(path))
+
+
+def notebook_path(root: Path, paper: str, notebook: str) -> Path:
+    return root / "notebooks" / paper / f"{notebook}.ipynb"
+
+
+# --- running ---------------------------------------------------------------------------------
+
+def _resolve(value: Any, done: dict[str, runs.RunResult]) -> Any:
+    if not isinstance(value, str):
+        return value
+    return REF.sub(lambda m: str(done[m.group(1)].output(m.group(2))), value)
+
+
+def step_params(root: Path, paper: str, step: StepSpec, scale: str,
+                resolve=lambda v: v) -> P.Params:
+    model = P.schema_for(paper, step.notebook)
+    path = P.params_path(root, paper, step.notebook, scale)
+    overrides = {k: resolve(v) for k, v in step.overrides(scale).items()}
+    return P.load(model, path, overrides)
+
+
+def check_table(root: Path, table: str, scale: str) -> TableSpec:
+    """Validate a table and every step's params at ``scale`` without running anything
+    (upstream outputs stand in as dummy paths): how full-scale specs are tested here."""
+    spec = load_table(root, table)
+    for row in spec.rows:
+        for step in row.steps:
+            step_params(root, spec.paper, step, scale,
+                        resolve=lambda v: REF.sub(r"/dry-run/\1/\2", v) if isinstance(v, str)
+                        else v)
+    return spec
+
+
+def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: bool = False,
+            ran: set[str] | None = None, progress: bool = True) -> dict[str, runs.RunResult]:
+    """Run a row's steps in order. ``ran`` collects the keys executed in this invocation, so
+    that ``force`` reruns a step shared by several rows once, not once per row."""
+    ran = set() if ran is None else ran
+    done: dict[str, runs.RunResult] = {}
+    for step in row.steps:
+        params = step_params(root, spec.paper, step, scale, resolve=lambda v: _resolve(v, done))
+        nb = notebook_path(root, spec.paper, step.notebook)
+        key = runs.step_key(nb, params, {k: r.record["key"] for k, r in done.items()})
+        folder = root / "runs" / scale / spec.paper / step.notebook / key[:16]
+        if (not force or key in ran) and runs.is_finished(folder, key):
+            done[step.id] = runs.RunResult(folder, runs.read_record(folder))
+            tqdm.write(f"[{row.id}] {step.id}: reused {folder.relative_to(root)}")
+            continue
+        tqdm.write(f"[{row.id}] {step.id}: running {nb.relative_to(root)} -> "
+                   f"{folder.relative_to(root)}")
+        done[step.id] = runs.execute(nb, params, folder, key=key, root=root, progress=progress,
+                                     extra={"scale": scale})
+        ran.add(key)
+    return done
+
+
+def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, force: bool = False,
+              rows: list[str] | None = None, progress: bool = True) -> pd.DataFrame:
+    """Run what is missing for ``table`` and write ``results/`` (tiny) or ``results/full/``."""
+    root = (root or project_root()).resolve()
+    if scale not in P.SCALES:
+        raise P.ParamsError(f"scale {scale!r}: expected one of {', '.join(P.SCALES)}")
+    spec = check_table(root, table, scale)
+    chosen = [r for r in spec.rows if rows is None or r.id in rows]
+    if rows is not None and (missing := set(rows) - {r.id for r in chosen}):
+        raise P.ParamsError(f"table {table}: no rows {sorted(missing)}")
+    results, ran = {}, set()
+    for row in tqdm(chosen, desc=f"{table} ({scale})", unit="row", disable=not progress):
+        results[row.id] = run_row(root, spec, row, scale, force=force, ran=ran, progress=progress)
+    frame = assemble(spec, results, load_published(root, table))
+    write_results(frame, spec, table, scale, root)
+    return frame
+
+
+# --- results ---------------------------------------------------------------------------------
+
+def assemble(spec: TableSpec, results: dict[str, dict[str, runs.RunResult]],
+             published: Published | None) -> pd.DataFrame:
+    records = []
+    for row in spec.rows:
+        if row.id not in results:
+            continue
+        metrics = results[row.id][row.metrics_step].metrics
+        record: dict[str, Any] = {"row": row.id}
+        record.update({c: row.columns.get(c, "") for c in spec.columns})
+        for m in spec.metrics:
+            if m not in metrics:
+                raise KeyError(f"row {row.id!r}: step {row.metrics_step!r} logged no metric "
+                               f"{m!r} (it logged: {', '.join(sorted(metrics)) or 'none'})")
+            record[m] = round(float(metrics[m]) * spec.metric_scale, 2)
+        if published is not None:
+            for m in spec.metrics:
+                if any(m in v for v in published.rows.values()):
+                    record[f"{m}_published"] = published.rows.get(row.id, {}).get(m, "")
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def results_dir(root: Path, scale: str) -> Path:
+    return root / "results" if scale == "tiny" else root / "results" / scale
+
+
+def write_results(frame: pd.DataFrame, spec: TableSpec, table: str, scale: str,
+                  root: Path) -> list[Path]:
+    out = results_dir(root, scale)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, md, png = (out / f"{table}.{ext}" for ext in ("csv", "md", "png"))
+    frame.to_csv(csv, index=False)
+    md.write_text(to_markdown(frame, spec, table, scale))
+    plot_table(frame, spec, png)
+    return [csv, md, png]
+
+
+def to_markdown(frame: pd.DataFrame, spec: TableSpec, table: str, scale: str) -> str:
+    cols = list(frame.columns)
+    lines = [f"# {spec.title}", ""]
+    if spec.description:
+        lines += [spec.description.strip(), ""]
+    lines += [f"Regenerate: `make reproduce TABLE={table} SCALE={scale}` "
+              f"(metrics x{spec.metric_scale:g}; `*_published` columns: the paper's numbers "
+              f"for the matching full-scale row).", ""]
+    lines.append("| " + " | ".join(cols) + " |")
+    lines.append("|" + "|".join("---" for _ in cols) + "|")
+    for _, r in frame.iterrows():
+        lines.append("| " + " | ".join(_cell(r[c]) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if pd.isna(value) else f"{value:.2f}"
+    return str(value)
+
+
+def plot_table(frame: pd.DataFrame, spec: TableSpec, path: Path) -> None:
+    """One panel per metric, a bar per row; published numbers as black ticks where known."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(spec.metrics)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 1, 0.45 * len(frame) + 1.5), squeeze=False,
+                             sharey=True)
+    rows = frame["row"].tolist()
+    for ax, metric in zip(axes[0], spec.metrics):
+        ax.barh(rows, frame[metric], color="tab:blue", label="this kit")
+        pub = frame.get(f"{metric}_published")
+        if pub is not None:
+            vals = pd.to_numeric(pub, errors="coerce")
+            ys = [i for i, v in enumerate(vals) if pd.notna(v)]
+            ax.scatter(vals.dropna(), ys, marker="|", s=300, color="black", label="published")
+        ax.set_title(metric)
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].legend(loc="lower right", fontsize=7)
+    fig.suptitle(spec.title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,140 @@
+"""The runner and tables on the scratch demo project (tests/demo_project.py)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from demo_project import executions
+from vidrepro import cli, runs, tables
+from vidrepro import params as P
+
+
+def test_run_writes_executed_notebook_and_provenance(demo_root, capsys):
+    out = demo_root / "runs" / "one"
+    rc = cli.main(["run", "notebooks/demo/01_make.ipynb", "-p", "size=5", "--out", str(out)])
+    assert rc == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["status"] == "finished"
+    assert record["metrics"] == {"size": 5}
+    assert record["params"] == {"size": 5, "fail": False}
+    assert record["params_hash"] == P.Params.digest(runs_params(record))
+    prov = record["provenance"]
+    assert {"git_commit", "code_version", "packages", "host", "start", "duration_s"} <= set(prov)
+    assert prov["packages"]["papermill"] and prov["duration_s"] > 0
+    assert (out / "01_make.ipynb").exists()
+    assert (out / record["outputs"]["artifact"]).read_text() == "xxxxx"
+
+
+def runs_params(record):
+    from demo_project import MakeParams
+    return MakeParams(**record["params"])
+
+
+def test_run_rejects_bad_override_before_running(demo_root, capsys):
+    rc = cli.main(["run", "notebooks/demo/01_make.ipynb", "-p", "sizee=5"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "01_make.yaml" in err and "'sizee'" in err and "did you mean 'size'" in err
+    assert executions(demo_root) == []
+
+
+def test_reproduce_shares_steps_reuses_and_writes_results(demo_root):
+    frame = tables.reproduce("demo", "tiny", root=demo_root, progress=False)
+    # The two rows start from the same `make` step: it runs once.
+    assert sorted(executions(demo_root)) == ["make", "score", "score"]
+    assert frame["row"].tolist() == ["plain", "scaled"]
+    assert frame["score"].tolist() == [3.0, 6.0]  # 3 chars x scale / 100, x100 in the table
+    assert frame["score_published"].tolist() == [2.5, ""]
+    for ext in ("csv", "md", "png"):
+        assert (demo_root / "results" / f"demo.{ext}").stat().st_size > 0
+    md = (demo_root / "results" / "demo.md").read_text()
+    assert "make reproduce TABLE=demo SCALE=tiny" in md and "| scaled | scaled | 6.00 |" in md
+    assert pd.read_csv(demo_root / "results" / "demo.csv")["score"].tolist() == [3.0, 6.0]
+
+    tables.reproduce("demo", "tiny", root=demo_root, progress=False)
+    assert len(executions(demo_root)) == 3  # unchanged inputs: everything reused
+
+    tables.reproduce("demo", "tiny", root=demo_root, progress=False, force=True)
+    assert len(executions(demo_root)) == 6
+
+
+def test_changed_params_rerun_the_step_and_its_dependents(demo_root):
+    tables.reproduce("demo", "tiny", root=demo_root, progress=False)
+    (demo_root / "params/demo/tiny/01_make.yaml").write_text("size: 4\nfail: false\n")
+    frame = tables.reproduce("demo", "tiny", root=demo_root, progress=False)
+    assert sorted(executions(demo_root)[3:]) == ["make", "score", "score"]
+    assert frame["score"].tolist() == [4.0, 8.0]
+
+
+def test_failing_cell_stops_with_error_and_keeps_finished_steps(demo_root, capsys):
+    spec = (demo_root / "params/tables/demo.yaml").read_text()
+    spec = spec.replace("      - {id: make, notebook: 01_make}\n      - id: score",
+                        "      - {id: make, notebook: 01_make, params: {fail: true, size: 9}}\n"
+                        "      - id: score")
+    (demo_root / "params/tables/demo.yaml").write_text(spec)
+    rc = cli.main(["reproduce", "demo"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "ValueError: boom" in err and "executed notebook:" in err
+    executed = Path(err.split("executed notebook: ")[1].split("\n")[0])
+    assert executed.exists()
+    finished = [p for p in (demo_root / "runs").rglob("metrics.json")
+                if json.loads(p.read_text())["status"] == "finished"]
+    assert len(finished) == 2  # the first row's two steps stay
+    assert not (demo_root / "results" / "demo.csv").exists()
+
+
+def test_interrupted_step_is_rerun_not_reused(demo_root):
+    """Kill a reproduce mid-step; the half-done step must not count as finished."""
+    (demo_root / "hold").touch()  # the make notebook waits while this file exists
+    code = ("import demo_project, sys; demo_project.register(); from vidrepro import cli; "
+            "sys.exit(cli.main(['reproduce', 'demo']))")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=demo_root, env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while executions(demo_root) != ["make"] and time.time() < deadline:
+            time.sleep(0.2)
+        assert executions(demo_root) == ["make"], "the step never started"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    record = next((demo_root / "runs").rglob("metrics.json"))
+    assert json.loads(record.read_text())["status"] == "running"
+    (demo_root / "hold").unlink()
+    tables.reproduce("demo", "tiny", root=demo_root, progress=False)
+    assert executions(demo_root) == ["make", "make", "score", "score"]
+    assert json.loads(record.read_text())["status"] == "finished"  # the same folder, finished
+
+
+def test_full_scale_specs_are_validated_without_running(demo_root):
+    tables.check_table(demo_root, "demo", "full")
+    (demo_root / "params/demo/full/02_score.yaml").write_text('artifact: ""\nscael: 1.0\n')
+    with pytest.raises(P.ParamsError, match=r"full/02_score.yaml.*\n.*'scael'"):
+        tables.check_table(demo_root, "demo", "full")
+    assert executions(demo_root) == []
+
+
+def test_table_spec_errors_name_the_problem(demo_root):
+    path = demo_root / "params/tables/demo.yaml"
+    good = path.read_text()
+    path.write_text(good.replace("${make.artifact}", "${mkae.artifact}", 1))
+    with pytest.raises(P.ParamsError, match="names no earlier step"):
+        tables.load_table(demo_root, "demo")
+    path.write_text(good.replace("notebook: 02_score,", "notebook: 03_missing,"))
+    with pytest.raises(P.ParamsError, match="03_missing.ipynb does not exist"):
+        tables.load_table(demo_root, "demo")
+    path.write_text(good.replace("metrics: [score]", "metrix: [score]"))
+    with pytest.raises(P.ParamsError, match="demo.yaml.*"):
+        tables.load_table(demo_root, "demo")
+    with pytest.raises(P.ParamsError, match=r"no such table \(available: demo\)"):
+        tables.load_table(demo_root, "nope")
