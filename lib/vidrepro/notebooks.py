@@ -71,8 +71,9 @@ def problems(path: Path) -> list[str]:
 
 
 def _long_functions(code: str) -> list[str]:
-    # IPython magics and shell escapes are not Python; blank them before parsing.
-    lines = ["" if ln.lstrip().startswith(("!", "%")) else ln for ln in code.splitlines()]
+    # IPython magics and shell escapes are not Python: parse them as `pass` at their indent.
+    lines = [ln[:len(ln) - len(ln.lstrip())] + "pass" if ln.lstrip().startswith(("!", "%"))
+             else ln for ln in code.splitlines()]
     try:
         tree = ast.parse("\n".join(lines))
     except SyntaxError as e:

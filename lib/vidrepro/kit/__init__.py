@@ -1,0 +1,1 @@
+"""The kit's own notebooks (not a paper): checking that an installation works."""

@@ -1,0 +1,47 @@
+"""Figures people would rather look at than read: frame grids with captions, training curves."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def frame_grid(frames: np.ndarray, titles: Sequence[str] | None = None, caption: str = "",
+               ncols: int = 8, width: float = 1.6):
+    """Frames (T,H,W,3) uint8 in a grid, one title per frame, an optional caption underneath."""
+    import matplotlib.pyplot as plt
+
+    t = len(frames)
+    ncols = min(ncols, t)
+    nrows = -(-t // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, width * nrows + 0.4 * bool(caption)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < t:
+            ax.imshow(frames[i])
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=7)
+    if caption:
+        fig.supxlabel("\n".join(textwrap.wrap(caption, 100)), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def curves(history: dict[str, Sequence[float]], xlabel: str = "step", title: str = ""):
+    """One panel per named series (loss, reward, ...), for training-curve cells."""
+    import matplotlib.pyplot as plt
+
+    n = len(history)
+    fig, axes = plt.subplots(1, n, figsize=(3.5 * n, 2.8), squeeze=False)
+    for ax, (name, values) in zip(axes[0], history.items()):
+        ax.plot(np.arange(len(values)), values)
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,75 @@
+"""Notebook hygiene rules, and the repository's notebooks and params keeping them."""
+
+import json
+
+import nbformat
+import pytest
+
+from demo_project import notebook
+from vidrepro import cli, notebooks, params, tables
+from vidrepro.paths import project_root
+
+ROOT = project_root()
+
+
+def write(tmp_path, nb, name="nb.ipynb"):
+    path = tmp_path / name
+    nbformat.write(nb, path)
+    return path
+
+
+def test_clean_notebook_has_no_problems(tmp_path):
+    path = write(tmp_path, notebook("a = 1\nb = 'x'", "print(a)"))
+    assert notebooks.problems(path) == []
+    assert notebooks.parameter_values(notebooks.read(path)) == {"a": 1, "b": "x"}
+
+
+def test_each_rule_is_caught(tmp_path):
+    nb = notebook("a = 1", "def f(x):\n    y = x\n    y += 1\n    y *= 2\n    y -= 3\n    return y")
+    nb.cells[3].outputs = [nbformat.v4.new_output("stream", text="hi")]
+    nb.cells[2].metadata["tags"] = []
+    nb.cells.insert(0, nbformat.v4.new_code_cell("x = 1"))
+    nb.cells[2].source = "print('no colab')"
+    found = "\n".join(notebooks.problems(write(tmp_path, nb)))
+    assert "first cell must be markdown" in found
+    assert "no Colab setup cell" in found
+    assert "0 cells tagged 'parameters'" in found
+    assert "cell 4 has outputs" in found
+    assert "function 'f' is 6 lines" in found
+
+
+def test_two_parameter_cells_and_strip(tmp_path):
+    nb = notebook("a = 1", "b = 2")
+    nb.cells[3].metadata["tags"] = ["parameters"]
+    nb.cells[3].execution_count = 3
+    path = write(tmp_path, nb)
+    found = notebooks.problems(path)
+    assert any("2 cells tagged 'parameters'" in m for m in found)
+    assert notebooks.strip(path) is True and notebooks.strip(path) is False
+    assert json.loads(path.read_text())["cells"][3]["execution_count"] is None
+
+
+def test_magics_do_not_break_the_thinness_check(tmp_path):
+    nb = notebook("a = 1", "!ls\n%matplotlib inline\nprint(a)")
+    assert notebooks.problems(write(tmp_path, nb)) == []
+
+
+@pytest.mark.parametrize("path", notebooks.all_notebooks(ROOT), ids=lambda p: p.stem)
+def test_repo_notebook_is_clean_and_matches_tiny_params(path):
+    assert notebooks.problems(path) == []
+    paper, name = path.parent.name, path.stem
+    tiny = params.load(params.schema_for(paper, name),
+                       params.params_path(ROOT, paper, name, "tiny")).model_dump(mode="json")
+    assert notebooks.parameter_values(notebooks.read(path)) == tiny
+
+
+def test_every_notebook_has_params_at_both_scales():
+    for path in notebooks.all_notebooks(ROOT):
+        for scale in params.SCALES:
+            assert params.params_path(ROOT, path.parent.name, path.stem, scale).exists()
+
+
+def test_repo_tables_and_params_validate_at_both_scales(capsys):
+    assert cli.main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ok  ") >= len(tables.available_tables(ROOT)) * 2
