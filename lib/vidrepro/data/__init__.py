@@ -1,0 +1,1 @@
+"""Datasets: the synthetic world and readers/writers for the real datasets' on-disk formats."""
