@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: setup test test-fast notebooks reproduce check lab bench data clean
+.PHONY: setup test test-fast reproduce check lab bench data clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,9 @@ reproduce: setup
 
 check: setup
 	$(BIN)/vidrepro check
+
+data: setup
+	$(BIN)/vidrepro data synth --kind all --size tiny
 
 lab: setup
 	$(BIN)/jupyter lab notebooks

@@ -4,7 +4,7 @@ thin cells, and the parameters cell equal to the tiny YAML. `--fix` strips outpu
 import argparse
 import sys
 
-from vidrepro import notebooks, params
+from vidrepro import notebooks
 from vidrepro.paths import project_root
 
 
@@ -18,18 +18,7 @@ def main() -> int:
     for path in paths:
         if args.fix and notebooks.strip(path):
             print(f"stripped {path.relative_to(root)}")
-        found += notebooks.problems(path)
-        paper, name = path.parent.name, path.stem
-        yaml_path = params.params_path(root, paper, name, "tiny")
-        try:
-            cell = notebooks.parameter_values(notebooks.read(path))
-            tiny = params.load(params.schema_for(paper, name), yaml_path).model_dump(mode="json")
-        except (ValueError, SyntaxError) as e:
-            found.append(f"{path.relative_to(root)}: {e}")
-            continue
-        if cell != tiny:
-            diff = sorted(k for k in cell.keys() | tiny.keys() if cell.get(k) != tiny.get(k))
-            found.append(f"{path.relative_to(root)}: parameters cell differs from {yaml_path.relative_to(root)} on {diff}")
+        found += notebooks.problems(path, root)
     for msg in found:
         print(msg, file=sys.stderr)
     print(f"checked {len(paths)} notebooks: {len(found)} problems")

@@ -8,7 +8,7 @@ runs/ci/ and are kept for inspection when a cell fails.
 import sys
 import time
 
-from vidrepro import notebooks, params, runs
+from vidrepro import notebooks, runs
 from vidrepro.paths import project_root
 
 
@@ -17,8 +17,8 @@ def main() -> int:
     failed = []
     paths = notebooks.all_notebooks(root)
     for path in paths:
-        paper, name = path.parent.name, path.stem
-        p = params.load(params.schema_for(paper, name), params.params_path(root, paper, name, "tiny"))
+        paper, name = notebooks.identify(path)
+        p = notebooks.load_params(root, path, "tiny")
         start = time.monotonic()
         try:
             runs.execute(path, p, root / "runs" / "ci" / paper / name, root=root, progress=False)

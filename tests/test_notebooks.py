@@ -38,6 +38,14 @@ def test_each_rule_is_caught(tmp_path):
     assert "function 'f' is 6 lines" in found
 
 
+def test_identify_and_locate_are_inverse(tmp_path):
+    top, paper = tmp_path / "notebooks/00_data.ipynb", tmp_path / "notebooks/merlot/01_x.ipynb"
+    assert notebooks.identify(top) == ("kit", "00_data")
+    assert notebooks.identify(paper) == ("merlot", "01_x")
+    assert notebooks.locate(tmp_path, "kit", "00_data") == top
+    assert notebooks.locate(tmp_path, "merlot", "01_x") == paper
+
+
 def test_two_parameter_cells_and_strip(tmp_path):
     nb = notebook("a = 1", "b = 2")
     nb.cells[3].metadata["tags"] = ["parameters"]
@@ -49,6 +57,13 @@ def test_two_parameter_cells_and_strip(tmp_path):
     assert json.loads(path.read_text())["cells"][3]["execution_count"] is None
 
 
+def test_parameters_cell_must_equal_tiny_params(demo_root):
+    path = demo_root / "notebooks/demo/01_make.ipynb"
+    assert notebooks.problems(path, demo_root) == []
+    (demo_root / "params/demo/tiny/01_make.yaml").write_text("size: 4\nfail: false\n")
+    assert "differs from its tiny params on ['size']" in notebooks.problems(path, demo_root)[0]
+
+
 def test_magics_do_not_break_the_thinness_check(tmp_path):
     nb = notebook("a = 1", "!ls\n%matplotlib inline\nprint(a)")
     assert notebooks.problems(write(tmp_path, nb)) == []
@@ -56,17 +71,13 @@ def test_magics_do_not_break_the_thinness_check(tmp_path):
 
 @pytest.mark.parametrize("path", notebooks.all_notebooks(ROOT), ids=lambda p: p.stem)
 def test_repo_notebook_is_clean_and_matches_tiny_params(path):
-    assert notebooks.problems(path) == []
-    paper, name = path.parent.name, path.stem
-    tiny = params.load(params.schema_for(paper, name),
-                       params.params_path(ROOT, paper, name, "tiny")).model_dump(mode="json")
-    assert notebooks.parameter_values(notebooks.read(path)) == tiny
+    assert notebooks.problems(path, ROOT) == []
 
 
 def test_every_notebook_has_params_at_both_scales():
     for path in notebooks.all_notebooks(ROOT):
         for scale in params.SCALES:
-            assert params.params_path(ROOT, path.parent.name, path.stem, scale).exists()
+            assert params.params_path(ROOT, *notebooks.identify(path), scale).exists()
 
 
 def test_repo_tables_and_params_validate_at_both_scales(capsys):

@@ -2,6 +2,7 @@
 
     vidrepro run NOTEBOOK [--params FILE] [--scale tiny] [-p key=value ...] [--out DIR]
     vidrepro reproduce TABLE [--scale tiny|full] [--force] [--rows a,b]
+    vidrepro data synth [--kind KIND|all] [--out DIR] [--seed N] [--size tiny|small]
     vidrepro check            validate every table and params file at both scales
     vidrepro tables           list the tables
 """
@@ -14,27 +15,21 @@ import sys
 from pathlib import Path
 
 from . import params as P
-from . import runs, tables
+from . import notebooks, runs, tables
 from .paths import project_root
-
-
-def _notebook_names(notebook: Path) -> tuple[str, str]:
-    """``notebooks/<paper>/<name>.ipynb`` -> (paper, name)."""
-    if notebook.suffix != ".ipynb":
-        raise P.ParamsError(f"{notebook}: not a notebook (.ipynb)")
-    if not notebook.exists():
-        raise P.ParamsError(f"{notebook}: file not found")
-    return notebook.resolve().parent.name, notebook.stem
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     root = project_root()
     notebook = Path(args.notebook)
-    paper, name = _notebook_names(notebook)
-    path = Path(args.params) if args.params else P.params_path(root, paper, name, args.scale)
-    params = P.load(P.schema_for(paper, name), path, P.parse_overrides(args.p))
+    if notebook.suffix != ".ipynb" or not notebook.exists():
+        raise P.ParamsError(f"{notebook}: no such notebook (.ipynb)")
+    params_file = Path(args.params) if args.params else None
+    params = notebooks.load_params(root, notebook, args.scale, params_file,
+                                   P.parse_overrides(args.p))
     folder = Path(args.out) if args.out else runs.default_run_folder(root, notebook)
-    result = runs.execute(notebook, params, folder, root=root, extra={"params_file": str(path)})
+    result = runs.execute(notebook, params, folder, root=root,
+                          extra={"params_file": str(params_file or args.scale)})
     print(json.dumps(result.metrics, indent=2, default=str))
     print(f"run folder: {result.folder}")
     return 0
@@ -72,6 +67,20 @@ def cmd_tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data.synthetic import datasets
+
+    kinds = datasets.KINDS if args.kind == "all" else (args.kind,)
+    for kind in kinds:
+        out = (Path(args.out) / kind if args.kind == "all" else Path(args.out)) if args.out \
+            else None
+        path = datasets.ensure(kind, args.seed, args.size, out) if not args.force \
+            else datasets.build(kind, out or datasets.default_location(kind, args.seed, args.size),
+                                args.seed, args.size)
+        print(f"{kind:9s} {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidrepro", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--force", action="store_true", help="rerun finished steps too")
     rep.add_argument("--rows", help="comma-separated row ids (default: all)")
     rep.set_defaults(func=cmd_reproduce)
+
+    data = sub.add_parser("data", help="synthetic datasets in the real formats")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    synth = data_sub.add_parser("synth", help="generate (or find) a synthetic dataset")
+    synth.add_argument("--kind", default="all", choices=("all", "captions", "images", "pretrain",
+                                                         "stories", "dense", "states"))
+    synth.add_argument("--out", help="folder (default: $VIDREPRO_DATA or data/, "
+                                     "synthetic/<size>-seed<seed>/<kind>)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--size", default="tiny", choices=("tiny", "small"))
+    synth.add_argument("--force", action="store_true", help="regenerate even if present")
+    synth.set_defaults(func=cmd_data)
 
     sub.add_parser("check", help="validate all tables and params").set_defaults(func=cmd_check)
     sub.add_parser("tables", help="list the tables").set_defaults(func=cmd_tables)

@@ -14,8 +14,34 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import params as P
+from .params import Params
+
 MAX_FUNCTION_LINES = 5
 COLAB_MARKER = "google.colab"
+KIT = "kit"  # the group of notebooks directly under notebooks/ (self-check, data tour)
+
+
+def identify(path: Path) -> tuple[str, str]:
+    """``notebooks/<paper>/<name>.ipynb`` -> (paper, name); ``notebooks/<name>.ipynb`` ->
+    ("kit", name). The pair names the params files and the parameter model."""
+    path = Path(path).resolve()
+    group = path.parent.name
+    return (KIT if group == "notebooks" else group), path.stem
+
+
+def locate(root: Path, paper: str, name: str) -> Path:
+    """Inverse of :func:`identify`."""
+    folder = root / "notebooks" if paper == KIT else root / "notebooks" / paper
+    return folder / f"{name}.ipynb"
+
+
+def load_params(root: Path, path: Path, scale: str, params_file: Path | None = None,
+                overrides: dict[str, Any] | None = None) -> Params:
+    """The validated params of notebook ``path`` at ``scale`` (or from ``params_file``)."""
+    paper, name = identify(path)
+    file = params_file or P.params_path(root, paper, name, scale)
+    return P.load(P.schema_for(paper, name), file, overrides)
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -46,8 +72,9 @@ def parameter_values(nb: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def problems(path: Path) -> list[str]:
-    """Every rule ``path`` breaks, as messages naming the notebook (empty when clean)."""
+def problems(path: Path, root: Path | None = None) -> list[str]:
+    """Every rule ``path`` breaks, as messages naming the notebook (empty when clean). With the
+    project ``root``, the parameters cell must also equal the tiny params file."""
     try:
         nb = read(path)
     except (OSError, json.JSONDecodeError) as e:
@@ -67,7 +94,19 @@ def problems(path: Path) -> list[str]:
         if c.get("outputs") or c.get("execution_count") is not None:
             out.append(f"{path}: cell {i} has outputs or an execution count (strip them)")
         out += [f"{path}: cell {i}: {msg}" for msg in _long_functions(source(c))]
+    if root is not None and n == 1:
+        out += _differs_from_tiny(root, path, nb)
     return out
+
+
+def _differs_from_tiny(root: Path, path: Path, nb: dict[str, Any]) -> list[str]:
+    try:
+        cell = parameter_values(nb)
+        tiny = load_params(root, path, "tiny").model_dump(mode="json")
+    except (ValueError, SyntaxError) as e:
+        return [f"{path}: {e}"]
+    diff = sorted(k for k in cell.keys() | tiny.keys() if cell.get(k) != tiny.get(k))
+    return [f"{path}: parameters cell differs from its tiny params on {diff}"] if diff else []
 
 
 def _long_functions(code: str) -> list[str]:

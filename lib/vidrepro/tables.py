@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
 from . import params as P
-from . import runs
+from . import notebooks, runs
 from .paths import project_root
 
 REF = re.compile(r"\$\{([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
@@ -134,7 +134,7 @@ def load_published(root: Path, table: str) -> Published | None:
 
 
 def notebook_path(root: Path, paper: str, notebook: str) -> Path:
-    return root / "notebooks" / paper / f"{notebook}.ipynb"
+    return notebooks.locate(root, paper, notebook)
 
 
 # --- running ---------------------------------------------------------------------------------

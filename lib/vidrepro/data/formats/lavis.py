@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 from vidrepro.data.formats.errors import (
@@ -34,13 +35,16 @@ ImageId = str | int  # MSR-VTT uses "video7010"; COCO-style tooling also allows 
 
 @dataclass(frozen=True)
 class CaptionEntry:
-    video: str  # file name under the video folder, e.g. "video7010.mp4"
+    video: str  # file under the media folder: "video7010.mp4", or an image in image files
     caption: str
     image_id: ImageId  # the video's id in the evaluation ground truth
 
 
-def write_captions(path: PathLike, entries: Iterable[CaptionEntry]) -> None:
-    rows = [{"video": e.video, "caption": e.caption, "image_id": e.image_id} for e in entries]
+MediaKey = Literal["video", "image"]
+
+
+def write_captions(path: PathLike, entries: Iterable[CaptionEntry], key: MediaKey = "video") -> None:
+    rows = [{key: e.video, "caption": e.caption, "image_id": e.image_id} for e in entries]
     dump_json(path, rows)
 
 
@@ -48,9 +52,11 @@ def read_captions(
     path: PathLike,
     video_root: PathLike | None = None,
     on_error: OnError = "raise",
+    key: MediaKey = "video",
 ) -> Records[CaptionEntry]:
     """Entries in file order. With ``video_root``, an entry whose video file is missing there is
-    an error (or, with ``on_error="skip"``, left out and counted)."""
+    an error (or, with ``on_error="skip"``, left out and counted). LAVIS's image-caption files
+    (COCO Karpathy) have the same layout with ``"image"`` in place of ``"video"``: ``key``."""
     data = load_json(path)
     if not isinstance(data, list):
         problem = f"expected a list of caption entries, got {type(data).__name__}"
@@ -63,7 +69,7 @@ def read_captions(
             image_id = field_of(raw, "image_id", (str, int), path, name)
             name = f"entry {i} (image_id {image_id!r})"
             entry = CaptionEntry(
-                video=field_of(raw, "video", str, path, name),
+                video=field_of(raw, key, str, path, name),
                 caption=field_of(raw, "caption", str, path, name),
                 image_id=image_id,
             )
@@ -72,7 +78,7 @@ def read_captions(
                 if entry.video not in exists:
                     exists[entry.video] = video.is_file()
                 if not exists[entry.video]:
-                    raise FormatError(path, name, f"video file {video} not found")
+                    raise FormatError(path, name, f"{key} file {video} not found")
         except FormatError as e:
             out.reject(e)
             continue

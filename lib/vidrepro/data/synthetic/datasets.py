@@ -1,0 +1,254 @@
+"""Write the synthetic world to disk in the real datasets' layouts.
+
+``build(kind, out, seed, size)`` writes one kind; each uses the writers in
+:mod:`vidrepro.data.formats`, so the notebooks read synthetic and real data with the same code:
+
+============  ===========================================  =================================
+kind          layout (under ``out``)                        stands in for
+============  ===========================================  =================================
+captions      ``videos/*.mp4``, ``annotations/cap_{split}``  MSR-VTT / MSVD (LAVIS files)
+              ``.json``, ``annotations/{split}_gt.json``
+images        ``images/*.jpg``, ``annotations/cap_train``   image-text pretraining pairs
+              ``.json`` (LAVIS, ``image`` key)
+pretrain      ``<video_id>.mp4``, ``segments.jsonl``         YT-Temporal (MERLOT)
+stories       ``images/{split}/*.jpg``,                      VIST / SIND (as downloaded)
+              ``sis/{split}.story-in-sequence.json``
+dense         ``videos/*.mp4``, ``{train,val_1,val_2}``      ActivityNet Captions + BMT's
+              ``.json``, ``{I3D_DIR}/<id>_{rgb,flow}.npy``,  I3D / VGGish features (BMT's
+              ``{VGGISH_DIR}/<id>.npy``                      folder names)
+states        ``categories.csv``, ``videos/<cat>.csv``,      ChangeIt
+              ``annotations/<cat>/<id>.fps1.csv``,
+              ``video_root/<cat>/<id>.mp4``
+============  ===========================================  =================================
+
+Every kind is deterministic in ``seed`` (each item draws from its own child generator, so
+changing the count of one split does not change the others' content).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ...paths import data_root
+from ...video import write_video
+from ..formats import activitynet, changeit, lavis, merlot, vist
+from . import audio, features, language, render, scenes, states
+from .world import Scene
+
+KINDS = ("captions", "images", "pretrain", "stories", "dense", "states")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Size:
+    frame: int  # pixels, square
+    fps: int
+    clips: tuple[int, int, int]  # train, val, test (captions)
+    refs: int  # references per captioning clip
+    images: int
+    pretrain_videos: int
+    segments: int  # per pretraining video
+    stories: tuple[int, int, int]
+    dense: tuple[int, int]  # train, val videos
+    state_videos: tuple[int, int]  # per category: train, test
+    state_categories: int
+
+
+SIZES = {
+    "tiny": Size(frame=64, fps=8, clips=(160, 24, 40), refs=10, images=300, pretrain_videos=80,
+                 segments=8, stories=(120, 40, 40), dense=(60, 20), state_videos=(24, 6),
+                 state_categories=4),
+    "small": Size(frame=96, fps=8, clips=(1200, 100, 300), refs=20, images=3000,
+                  pretrain_videos=800, segments=8, stories=(1000, 200, 200), dense=(400, 100),
+                  state_videos=(120, 15), state_categories=6),
+}
+CLIP_SECONDS = 3.0
+SEGMENT_SECONDS = 2.0
+DENSE_FPS, DENSE_STACK = 4, 4  # one I3D-style feature row per second
+I3D_DIR, VGGISH_DIR = "i3d_25fps_stack64step64_2stream_npy", "vggish_npy"  # as BMT downloads them
+
+
+def _rng(seed: int, *path: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *path])
+
+
+def _write_clip(path: Path, scene: Scene, size: Size, seed: int, fps: int | None = None,
+                with_audio: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Render and encode one clip; returns its frames (T, H, W, 3) and soundtrack (N,) or None."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = render.render(scene, fps or size.fps, size.frame, seed)
+    wave = audio.soundtrack(scene, seed=seed) if with_audio else None
+    write_video(path, frames, fps or size.fps, audio=wave, sample_rate=audio.SAMPLE_RATE)
+    return frames, wave
+
+
+def build_captions(out: Path, seed: int, size: Size) -> None:
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    (out / "annotations").mkdir(exist_ok=True)
+    n = 0
+    for s, (split, count) in enumerate(zip(SPLITS, size.clips)):
+        entries, refs = [], {}
+        for i in tqdm(range(count), desc=f"captions/{split}", leave=False):
+            rng = _rng(seed, 0, s, i)
+            scene = scenes.caption_clip(rng, CLIP_SECONDS)
+            vid = f"video{n}"
+            n += 1
+            _write_clip(out / "videos" / f"{vid}.mp4", scene, size, seed + n)
+            refs[vid] = language.references(scene, rng, size.refs)
+            entries += [lavis.CaptionEntry(f"{vid}.mp4", c, vid) for c in refs[vid]]
+        lavis.write_captions(out / "annotations" / f"cap_{split}.json", entries)
+        if split != "train":
+            lavis.write_coco_gt(out / "annotations" / f"{split}_gt.json", refs)
+
+
+def build_images(out: Path, seed: int, size: Size) -> None:
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "annotations").mkdir(exist_ok=True)
+    frames, entries = {}, []
+    for i in tqdm(range(size.images), desc="images", leave=False):
+        rng = _rng(seed, 1, i)
+        scene = scenes.still_scene(rng)
+        frames[f"img{i}"] = render.render_still(scene, 0.0, size.frame, seed + i)
+        entries += [lavis.CaptionEntry(f"img{i}.jpg", language.static_description(scene, rng),
+                                       f"img{i}") for _ in range(2)]
+    vist.write_images(out / "images", frames)
+    lavis.write_captions(out / "annotations" / "cap_train.json", entries, key="image")
+
+
+def build_pretrain(out: Path, seed: int, size: Size) -> None:
+    videos = []
+    for i in tqdm(range(size.pretrain_videos), desc="pretrain", leave=False):
+        rng = _rng(seed, 2, i)
+        scene, steps = scenes.scripted_clip(rng, size.segments, SEGMENT_SECONDS)
+        vid = f"yt{i:05d}"
+        _write_clip(merlot.video_path(out, vid), scene, size, seed + i, fps=4)
+        segments = []
+        for k, event in enumerate(steps):
+            start, end = k * SEGMENT_SECONDS, (k + 1) * SEGMENT_SECONDS
+            said = language.clause(event, scene, rng,
+                                   language.noun_phrase(scene.objects[0], rng, definite=k > 0))
+            segments.append(merlot.Segment(start, end, language.narration(said, rng, noise=0.3)))
+        videos.append(merlot.MerlotVideo(vid, scene.duration, tuple(segments)))
+    merlot.write_segments(out, videos)
+
+
+def build_stories(out: Path, seed: int, size: Size) -> None:
+    for s, (split, count) in enumerate(zip(SPLITS, size.stories)):
+        stories, frames = [], {}
+        for i in tqdm(range(count), desc=f"stories/{split}", leave=False):
+            rng = _rng(seed, 3, s, i)
+            scene, steps = scenes.scripted_clip(rng, 5, SEGMENT_SECONDS, distractor=False)
+            photo_ids, texts = [], []
+            for k, event in enumerate(steps):
+                photo = f"{split}{i}_{k}"
+                frames[photo] = render.render_still(scene, event.end, size.frame, seed + i)
+                subject = language.noun_phrase(scene.objects[0], rng, definite=k > 0)
+                photo_ids.append(photo)
+                texts.append(language.clause(event, scene, rng, subject) + ".")
+            stories.append(vist.Story(f"{split}{i}", f"album_{split}{i}", tuple(photo_ids),
+                                      tuple(texts)))
+        vist.write_images(out / "images" / split, frames)
+        (out / "sis").mkdir(exist_ok=True)
+        vist.write_stories(out / "sis" / f"{split}.story-in-sequence.json", stories)
+
+
+def dense_events(scene: Scene, rng: np.random.Generator, jitter: float) -> tuple:
+    """ActivityNet-style events: one sentence per scripted event, timestamps jittered."""
+    out = []
+    for e in scene.ordered_events():
+        subject = "" if e.obj is None else language.noun_phrase(scene.objects[e.obj], rng)
+        start = float(np.clip(e.start + rng.uniform(-jitter, jitter), 0, scene.duration))
+        end = float(np.clip(e.end + rng.uniform(-jitter, jitter), start + 0.1, scene.duration))
+        out.append(activitynet.Event(round(start, 2), round(end, 2),
+                                     language.clause(e, scene, rng, subject).strip()))
+    return tuple(out)
+
+
+def build_dense(out: Path, seed: int, size: Size) -> None:
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    annotations: dict[str, list[activitynet.AnetVideo]] = {"train": [], "val_1": [], "val_2": []}
+    for s, (split, count) in enumerate(zip(("train", "val"), size.dense)):
+        for i in tqdm(range(count), desc=f"dense/{split}", leave=False):
+            rng = _rng(seed, 4, s, i)
+            duration = float(rng.integers(20, 41))
+            scene = scenes.caption_clip(rng, duration, max_events=6, sound_prob=0.25)
+            vid = f"v_{split}{i:04d}"
+            frames, wave = _write_clip(out / "videos" / f"{vid[2:]}.mp4", scene, size, seed + i,
+                                       fps=DENSE_FPS, with_audio=True)
+            rgb, flow = features.video_features(frames, DENSE_STACK)
+            activitynet.write_features(out / I3D_DIR, vid, "rgb", rgb)
+            activitynet.write_features(out / I3D_DIR, vid, "flow", flow)
+            activitynet.write_features(out / VGGISH_DIR, vid, "audio",
+                                       features.audio_features(wave, audio.SAMPLE_RATE))
+            sets = ("train",) if split == "train" else ("val_1", "val_2")
+            for name in sets:  # val_1 and val_2: two independent annotators of the same videos
+                annotations[name].append(activitynet.AnetVideo(
+                    vid, duration, dense_events(scene, rng, jitter=0.3)))
+    for name, videos in annotations.items():
+        activitynet.write_annotations(out / f"{name}.json", videos)
+
+
+def build_states(out: Path, seed: int, size: Size) -> None:
+    cats = states.CATEGORIES[: size.state_categories]
+    changeit.write_categories(out, [changeit.Category(c.name, c.action, 0.5) for c in cats])
+    for c, cat in enumerate(cats):
+        scores = {}
+        for split, count in zip(("train", "test"), size.state_videos):
+            for i in tqdm(range(count), desc=f"states/{cat.name}/{split}", leave=False):
+                rng = _rng(seed, 5, c, split == "test", i)
+                has_change = split == "test" or rng.random() > 0.3
+                video = states.state_video(cat, rng, has_change=has_change)
+                vid = f"{cat.name[:3]}{split}{i:03d}"
+                _write_clip(changeit.video_path(out / "video_root", cat.name, vid), video.scene,
+                            size, seed + i, fps=4)
+                scores[vid] = round(states.relevance(has_change, rng), 4)
+                if split == "test":
+                    changeit.write_annotation(out, cat.name, vid, video.labels)
+        changeit.write_scores(out, cat.name, scores)
+
+
+BUILDERS = {"captions": build_captions, "images": build_images, "pretrain": build_pretrain,
+            "stories": build_stories, "dense": build_dense, "states": build_states}
+
+
+def build(kind: str, out: str | Path, seed: int = 0, size: str | Size = "tiny") -> Path:
+    """Write dataset ``kind`` under ``out`` (created) and return it. ``size`` is a name in
+    :data:`SIZES` or a :class:`Size` (tests use smaller ones)."""
+    if kind not in BUILDERS:
+        raise ValueError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
+    if isinstance(size, str) and size not in SIZES:
+        raise ValueError(f"unknown size {size!r}: expected one of {', '.join(SIZES)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    BUILDERS[kind](out, seed, SIZES[size] if isinstance(size, str) else size)
+    # Written last: a folder without it is a generation that was interrupted.
+    (out / MARKER).write_text(json.dumps(_stamp(kind, seed, str(size))))
+    return out
+
+
+MARKER = "SYNTHETIC.json"
+
+
+def _stamp(kind: str, seed: int, size: str) -> dict:
+    return {"kind": kind, "seed": seed, "size": size}
+
+
+def default_location(kind: str, seed: int = 0, size: str = "tiny") -> Path:
+    return data_root() / "synthetic" / f"{size}-seed{seed}" / kind
+
+
+def ensure(kind: str, seed: int = 0, size: str = "tiny", out: str | Path | None = None) -> Path:
+    """The dataset, generated first if it is missing or was interrupted: what notebooks call."""
+    out = Path(out) if out is not None else default_location(kind, seed, size)
+    marker = out / MARKER
+    if marker.exists() and json.loads(marker.read_text()) == _stamp(kind, seed, size):
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    return build(kind, out, seed, size)

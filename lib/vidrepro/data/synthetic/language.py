@@ -1,0 +1,112 @@
+"""Words for the synthetic world: a small grammar with synonyms and paraphrases.
+
+A clip gets several different references (like MSR-VTT's 20 per video) that all say the same
+thing, and captions are temporal ("a red circle grows, then moves left"), so a caption needs
+more than one frame. The vocabulary stays around two hundred words: tiny models can learn it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .world import Event, Obj, Scene
+
+SHAPE_WORDS = {
+    "circle": ("circle", "ball", "disc", "round shape"),
+    "square": ("square", "box", "block"),
+    "triangle": ("triangle", "three sided shape"),
+    "star": ("star", "star shape"),
+}
+EVENT_PHRASES = {
+    "move_left": ("moves left", "slides to the left", "goes left", "moves to the left"),
+    "move_right": ("moves right", "slides to the right", "goes right", "moves to the right"),
+    "move_up": ("moves up", "rises", "goes up", "floats upward"),
+    "move_down": ("moves down", "sinks", "goes down", "drops downward"),
+    "grow": ("grows", "gets bigger", "becomes larger", "expands"),
+    "shrink": ("shrinks", "gets smaller", "becomes smaller", "contracts"),
+    "change_colour": ("turns {colour}", "changes colour to {colour}", "becomes {colour}"),
+    "split": ("splits in two", "breaks into two pieces", "divides in half", "splits apart"),
+    "appear": ("appears", "shows up", "pops into view", "comes into view"),
+    "disappear": ("disappears", "vanishes", "fades away", "goes out of view"),
+    "bounce": ("bounces", "jumps up and down", "hops twice", "bounces up and down"),
+}
+SOUND_PHRASES = {
+    "bell": ("a bell rings", "a bell chimes", "you can hear a bell"),
+    "drum": ("a drum beats", "someone plays a drum", "drum beats are heard"),
+    "whistle": ("a whistle blows", "someone whistles", "a whistle sounds"),
+    "buzzer": ("a buzzer sounds", "a buzzer goes off", "you hear a buzzer"),
+}
+THEN = ("then", "and then", "after that", "and next")
+BACKGROUND_WORDS = {"dark": "a dark", "sand": "a sandy", "sky": "a light blue", "grass": "a green"}
+FILLERS = ("so", "um", "okay", "now", "alright", "you see", "look")
+OFF_TOPIC = ("thanks for watching", "do not forget to subscribe", "let me know in the comments",
+             "that is it for today", "welcome back to the channel")
+
+
+def noun_phrase(obj: Obj, rng: np.random.Generator, definite: bool = False) -> str:
+    shape = SHAPE_WORDS[obj.shape][rng.integers(len(SHAPE_WORDS[obj.shape]))]
+    article = "the" if definite else "a"
+    return f"{article} {obj.colour} {shape}"
+
+
+def clause(event: Event, scene: Scene, rng: np.random.Generator, subject: str) -> str:
+    if event.kind == "sound":
+        options = SOUND_PHRASES[event.arg]
+        return options[rng.integers(len(options))]
+    options = EVENT_PHRASES[event.kind]
+    verb = options[rng.integers(len(options))].format(colour=event.arg)
+    return f"{subject} {verb}"
+
+
+def describe(scene: Scene, rng: np.random.Generator) -> str:
+    """One caption of the whole clip, events in time order."""
+    parts: list[str] = []
+    last_obj: int | None = None
+    seen: set[int] = set()
+    for event in scene.ordered_events():
+        if event.obj is None:
+            subject = ""
+        elif event.obj == last_obj and rng.random() < 0.7:
+            subject = "it"
+        else:
+            subject = noun_phrase(scene.objects[event.obj], rng, definite=event.obj in seen)
+            seen.add(event.obj)
+        parts.append(clause(event, scene, rng, subject).strip())
+        last_obj = event.obj
+    if not parts:
+        return static_description(scene, rng)
+    text = parts[0]
+    for part in parts[1:]:
+        text += f", {THEN[rng.integers(len(THEN))]} {part}" if rng.random() < 0.8 else f" and {part}"
+    return text
+
+
+def references(scene: Scene, rng: np.random.Generator, n: int, tries: int = 20) -> list[str]:
+    """``n`` captions of the clip, distinct where the grammar allows."""
+    out: list[str] = []
+    for _ in range(n * tries):
+        caption = describe(scene, rng)
+        if caption not in out:
+            out.append(caption)
+        if len(out) == n:
+            break
+    while len(out) < n:  # a one-event clip may have fewer paraphrases than asked for
+        out.append(out[len(out) % len(out)])
+    return out
+
+
+def static_description(scene: Scene, rng: np.random.Generator) -> str:
+    """What a single frame shows: the objects and the background (image-text pairs)."""
+    nps = [noun_phrase(o, rng) for o in scene.objects]
+    things = nps[0] if len(nps) == 1 else ", ".join(nps[:-1]) + " and " + nps[-1]
+    return f"{things} on {BACKGROUND_WORDS[scene.background]} background"
+
+
+def narration(text: str, rng: np.random.Generator, noise: float) -> str:
+    """A transcript line as ASR gives it: fillers, dropped words, now and then off topic."""
+    if rng.random() < noise / 2:
+        return OFF_TOPIC[rng.integers(len(OFF_TOPIC))]
+    words = [w for w in text.split() if rng.random() > noise / 3]
+    if rng.random() < noise:
+        words.insert(0, FILLERS[rng.integers(len(FILLERS))])
+    return " ".join(words) or text

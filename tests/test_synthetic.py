@@ -1,0 +1,169 @@
+"""The synthetic world: deterministic, events really visible (or audible), every kind written
+in its real format and read back by the real readers."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from vidrepro.data.formats import activitynet, changeit, lavis, merlot, vist
+from vidrepro.data.synthetic import audio, datasets, features, language, render, scenes, states
+from vidrepro.data.synthetic.world import Event, Obj, Scene
+from vidrepro.video import probe, read_audio, sample_frames
+
+SMALL = replace(datasets.SIZES["tiny"], clips=(4, 2, 2), refs=5, images=6, pretrain_videos=3,
+                segments=4, stories=(3, 2, 2), dense=(2, 2), state_videos=(4, 2),
+                state_categories=2)
+
+
+def one(kind, obj=Obj("circle", "red", 0.5, 0.5, 0.1), arg=None, duration=2.0):
+    return Scene(duration, "dark", (obj,), (Event(kind, 0.5, 1.5, 0, arg),))
+
+
+def mask(frame, colour):
+    return (np.abs(frame.astype(int) - colour).sum(-1) < 60)
+
+
+def test_moving_object_centroid_moves():
+    frames = render.render(one("move_left"), fps=4, size=64)
+    xs = [np.argwhere(mask(f, (220, 40, 40)))[:, 1].mean() for f in frames]
+    assert xs[0] - xs[-1] > 0.3 * 64 * 0.9  # MOVE_DISTANCE of the width, leftwards
+    assert np.all(np.diff(xs) <= 0.5)
+
+
+@pytest.mark.parametrize("kind,check", [
+    ("grow", lambda a, b: b > 2.2 * a), ("shrink", lambda a, b: b < 0.4 * a),
+    ("appear", lambda a, b: a == 0 and b > 50), ("disappear", lambda a, b: a > 50 and b == 0),
+])
+def test_size_and_visibility_events_show_in_pixels(kind, check):
+    frames = render.render(one(kind), fps=4, size=64)
+    area = [mask(f, (220, 40, 40)).sum() for f in frames]
+    assert check(area[0], area[-1]), area
+
+
+def test_colour_change_and_split_show_in_pixels():
+    frames = render.render(one("change_colour", arg="blue"), fps=4, size=64)
+    assert mask(frames[0], (220, 40, 40)).sum() > 50 and mask(frames[-1], (220, 40, 40)).sum() == 0
+    assert mask(frames[-1], (50, 90, 235)).sum() > 50
+    from scipy import ndimage
+    frames = render.render(one("split"), fps=4, size=64)
+    assert ndimage.label(mask(frames[0], (220, 40, 40)))[1] == 1
+    assert ndimage.label(mask(frames[-1], (220, 40, 40)))[1] == 2
+
+
+def test_sound_is_heard_not_seen_and_moves_are_seen_not_heard():
+    sound = Scene(4.0, "sand", (Obj("star", "green", 0.5, 0.5, 0.1),),
+                  (Event("sound", 1.0, 3.0, None, "bell"),))
+    frames = render.render(sound, fps=4, size=64)
+    assert np.array_equal(frames[0], frames[-1]) and np.array_equal(frames[0], frames[8])
+    feats = features.audio_features(audio.soundtrack(sound), audio.SAMPLE_RATE)  # (S, 128)
+    energy = feats[:, :64].max(1)  # the loudest band: a bell is one tone
+    assert energy[1:3].min() > energy[0] + 2 and energy[1:3].min() > energy[-1] + 2
+    silent = one("move_right", duration=4.0)
+    wave = audio.soundtrack(silent)
+    assert np.abs(wave).max() < 0.1  # only the faint noise floor
+    rgb, flow = features.video_features(render.render(silent, fps=4, size=64), stack=4)
+    assert flow[1].sum() > 2 * flow[3].sum()  # the move (0.5-1.5 s) shows up as flow
+
+
+def test_generation_is_deterministic_by_seed():
+    rng = lambda s: np.random.default_rng(s)  # noqa: E731
+    a, b, c = (scenes.caption_clip(rng(s)) for s in (7, 7, 8))
+    assert a == b and a != c
+    assert np.array_equal(render.render(a, 8, 64, 1), render.render(b, 8, 64, 1))
+    assert language.references(a, rng(1), 5) == language.references(b, rng(1), 5)
+
+
+def test_references_are_paraphrases_in_time_order():
+    scene = Scene(3.0, "sky", (Obj("square", "blue", 0.5, 0.5, 0.1),),
+                  (Event("grow", 0.2, 1.2, 0), Event("move_left", 1.5, 2.8, 0)))
+    refs = language.references(scene, np.random.default_rng(0), 8)
+    assert len(set(refs)) == 8
+    for ref in refs:
+        grew = min(ref.find(w) for w in ("grows", "bigger", "larger", "expands") if w in ref)
+        moved = max(ref.find(w) for w in ("left",) if w in ref)
+        assert 0 <= grew < moved, ref
+
+
+def test_captions_round_trip(tmp_path):
+    out = datasets.build("captions", tmp_path / "c", seed=3, size=SMALL)
+    train = lavis.read_captions(out / "annotations/cap_train.json", video_root=out / "videos")
+    assert len(train) == 4 * 5 and len(lavis.references(train)) == 4
+    gt = lavis.read_coco_gt(out / "annotations/test_gt.json")
+    assert len(gt) == 2 and all(len(v) == 5 for v in gt.values())
+    video = out / "videos" / train[0].video
+    assert sample_frames(video, num_frames=8).shape == (8, 64, 64, 3)
+    again = datasets.build("captions", tmp_path / "c2", seed=3, size=SMALL)
+    assert (again / "annotations/cap_train.json").read_text() == \
+        (out / "annotations/cap_train.json").read_text()
+
+
+def test_images_pretrain_and_stories_round_trip(tmp_path):
+    out = datasets.build("images", tmp_path / "i", size=SMALL)
+    pairs = lavis.read_captions(out / "annotations/cap_train.json", out / "images", key="image")
+    assert len(pairs) == 12 and "background" in pairs[0].caption
+    out = datasets.build("pretrain", tmp_path / "p", size=SMALL)
+    videos = merlot.read_segments(out, check_videos=True)
+    assert len(videos) == 3 and all(len(v.segments) == 4 for v in videos)
+    assert probe(merlot.video_path(out, videos[0].video_id)).duration == pytest.approx(8.0, abs=0.3)
+    out = datasets.build("stories", tmp_path / "s", size=SMALL)
+    stories = vist.read_stories(out / "sis/val.story-in-sequence.json", image_dir=out / "images/val")
+    assert len(stories) == 2 and all(len(s.texts) == 5 for s in stories)
+
+
+def test_dense_round_trip_with_features_and_audio(tmp_path):
+    out = datasets.build("dense", tmp_path / "d", seed=1, size=SMALL)
+    train = activitynet.read_annotations(out / "train.json")
+    v1, v2 = (activitynet.read_annotations(out / f"val_{k}.json") for k in (1, 2))
+    assert [v.video_id for v in v1] == [v.video_id for v in v2]
+    assert [e.sentence for e in v1[0].events] != [e.sentence for e in v2[0].events] or \
+        [e.start for e in v1[0].events] != [e.start for e in v2[0].events]
+    i3d, vggish = out / datasets.I3D_DIR, out / datasets.VGGISH_DIR
+    kept = activitynet.with_features(train, i3d, vggish)
+    assert kept.skipped.count == 0
+    video = train[0]
+    rgb = activitynet.load_features(i3d, video.video_id, "rgb")
+    aud = activitynet.load_features(vggish, video.video_id, "audio")
+    assert rgb.shape == (int(video.duration), 1024) and aud.shape[1] == 128
+    wave = read_audio(out / "videos" / f"{video.video_id[2:]}.mp4")
+    assert len(wave) == pytest.approx(video.duration * 16000, rel=0.02)
+
+
+def test_states_round_trip_labels_align_with_decoded_frames(tmp_path):
+    out = datasets.build("states", tmp_path / "st", seed=2, size=SMALL)
+    cats = changeit.read_categories(out)
+    assert [c.name for c in cats] == sorted(c.name for c in states.CATEGORIES[:2])
+    for cat in cats:
+        scores = changeit.read_scores(out, cat.name)
+        assert len(scores) == 6
+        for vid in changeit.annotated_ids(out, cat.name):
+            labels = changeit.read_annotation(out, cat.name, vid)
+            assert set(np.unique(labels)) == {0, 1, 2, 3}
+            assert np.all(np.diff(np.flatnonzero(labels)) >= 0)
+            frames = sample_frames(changeit.find_video(out / "video_root", cat.name, vid), fps=1)
+            aligned, mismatch = changeit.align(labels, len(frames))
+            assert abs(mismatch) <= 1
+            # initial < action < end in time
+            first = {k: np.flatnonzero(labels == k).min() for k in (1, 2, 3)}
+            assert first[1] < first[2] < first[3]
+
+
+def test_states_without_change_have_no_state_labels_and_lower_relevance():
+    rng = np.random.default_rng(0)
+    cat = states.CATEGORIES[0]
+    video = states.state_video(cat, rng, has_change=False)
+    assert not video.labels.any()
+    hi = np.mean([states.relevance(True, rng) for _ in range(200)])
+    lo = np.mean([states.relevance(False, rng) for _ in range(200)])
+    assert hi > lo + 0.2
+
+
+def test_ensure_regenerates_an_interrupted_generation(tmp_path, monkeypatch):
+    monkeypatch.setitem(datasets.SIZES, "tiny", SMALL)
+    out = datasets.ensure("images", out=tmp_path / "img")
+    stamp = (out / datasets.MARKER).stat().st_mtime_ns
+    assert datasets.ensure("images", out=out) == out
+    assert (out / datasets.MARKER).stat().st_mtime_ns == stamp  # found, not regenerated
+    (out / datasets.MARKER).unlink()  # as if killed before the end
+    datasets.ensure("images", out=out)
+    assert (out / datasets.MARKER).exists()
