@@ -167,3 +167,25 @@ def test_ensure_regenerates_an_interrupted_generation(tmp_path, monkeypatch):
     (out / datasets.MARKER).unlink()  # as if killed before the end
     datasets.ensure("images", out=out)
     assert (out / datasets.MARKER).exists()
+
+
+def test_tour_shows_every_kind_through_the_readers(tmp_path, monkeypatch):
+    """The data notebook's figures, on small generated datasets."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from vidrepro.data import tour
+    from vidrepro.kit.params import DataParams
+
+    monkeypatch.setenv("VIDREPRO_DATA", str(tmp_path))
+    monkeypatch.setitem(datasets.SIZES, "tiny", SMALL)
+    roots = tour.dataset_roots(DataParams())
+    assert roots["dense"] == tmp_path / "synthetic/tiny-seed0/dense"
+    assert tour.summary(roots)["dense_videos_val_1"] == 2
+    figures = [tour.caption_clip(roots["captions"]), tour.image_pairs(roots["images"]),
+               tour.pretrain_video(roots["pretrain"]), tour.story(roots["stories"]),
+               tour.dense_video(roots["dense"]), tour.waveform(roots["dense"]),
+               tour.state_video(roots["states"]), tour.relevance(roots["states"])]
+    assert [len(f.axes) for f in figures[:2]] == [8, 8]
+    assert len(figures[4].axes) == 4  # rgb, audio, val_1, val_2
+    given = tour.dataset_roots(DataParams(captions_root="msrvtt"))
+    assert given["captions"] == tmp_path / "msrvtt"

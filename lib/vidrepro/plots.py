@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -45,3 +46,11 @@ def curves(history: dict[str, Sequence[float]], xlabel: str = "step", title: str
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))

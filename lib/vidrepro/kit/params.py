@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from ..params import Params
@@ -17,4 +19,18 @@ class SelfcheckParams(Params):
     seed: int = 0
 
 
-NOTEBOOKS = {"00_selfcheck": SelfcheckParams}
+class DataParams(Params):
+    """A root left empty means the synthetic dataset (generated if missing); a relative root is
+    under ``$VIDREPRO_DATA`` (default ``data/``)."""
+
+    seed: int = 0
+    size: Literal["tiny", "small"] = "tiny"
+    captions_root: str = Field("", description="MSR-VTT/MSVD in LAVIS layout")
+    images_root: str = Field("", description="image-caption pairs, LAVIS 'image' layout")
+    pretrain_root: str = Field("", description="YT-Temporal-style videos + segments.jsonl")
+    stories_root: str = Field("", description="VIST: sis/ and images/<split>/")
+    dense_root: str = Field("", description="ActivityNet Captions JSON + BMT feature folders")
+    states_root: str = Field("", description="ChangeIt annotations, videos under video_root/")
+
+
+NOTEBOOKS = {"00_selfcheck": SelfcheckParams, "00_data": DataParams}

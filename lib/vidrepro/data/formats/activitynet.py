@@ -43,6 +43,8 @@ from vidrepro.data.formats.errors import (
 )
 
 FeatureKind = Literal["rgb", "flow", "audio"]
+# The folders BMT's download script unpacks the features into.
+I3D_DIR, VGGISH_DIR = "i3d_25fps_stack64step64_2stream_npy", "vggish_npy"
 FEATURE_DIMS: dict[str, int] = {"rgb": 1024, "flow": 1024, "audio": 128}  # I3D, I3D, VGGish
 _SUFFIXES = {"rgb": "_rgb.npy", "flow": "_flow.npy", "audio": ".npy"}
 

@@ -71,7 +71,7 @@ SIZES = {
 CLIP_SECONDS = 3.0
 SEGMENT_SECONDS = 2.0
 DENSE_FPS, DENSE_STACK = 4, 4  # one I3D-style feature row per second
-I3D_DIR, VGGISH_DIR = "i3d_25fps_stack64step64_2stream_npy", "vggish_npy"  # as BMT downloads them
+I3D_DIR, VGGISH_DIR = activitynet.I3D_DIR, activitynet.VGGISH_DIR
 
 
 def _rng(seed: int, *path: int) -> np.random.Generator:
@@ -131,8 +131,7 @@ def build_pretrain(out: Path, seed: int, size: Size) -> None:
         segments = []
         for k, event in enumerate(steps):
             start, end = k * SEGMENT_SECONDS, (k + 1) * SEGMENT_SECONDS
-            said = language.clause(event, scene, rng,
-                                   language.noun_phrase(scene.objects[0], rng, definite=k > 0))
+            said = language.clause(event, scene, rng, language.subject(scene, event, rng, k > 0))
             segments.append(merlot.Segment(start, end, language.narration(said, rng, noise=0.3)))
         videos.append(merlot.MerlotVideo(vid, scene.duration, tuple(segments)))
     merlot.write_segments(out, videos)
@@ -148,9 +147,9 @@ def build_stories(out: Path, seed: int, size: Size) -> None:
             for k, event in enumerate(steps):
                 photo = f"{split}{i}_{k}"
                 frames[photo] = render.render_still(scene, event.end, size.frame, seed + i)
-                subject = language.noun_phrase(scene.objects[0], rng, definite=k > 0)
                 photo_ids.append(photo)
-                texts.append(language.clause(event, scene, rng, subject) + ".")
+                texts.append(language.clause(event, scene, rng,
+                                             language.subject(scene, event, rng, k > 0)) + ".")
             stories.append(vist.Story(f"{split}{i}", f"album_{split}{i}", tuple(photo_ids),
                                       tuple(texts)))
         vist.write_images(out / "images" / split, frames)
@@ -162,7 +161,7 @@ def dense_events(scene: Scene, rng: np.random.Generator, jitter: float) -> tuple
     """ActivityNet-style events: one sentence per scripted event, timestamps jittered."""
     out = []
     for e in scene.ordered_events():
-        subject = "" if e.obj is None else language.noun_phrase(scene.objects[e.obj], rng)
+        subject = "" if e.obj is None else language.subject(scene, e, rng)
         start = float(np.clip(e.start + rng.uniform(-jitter, jitter), 0, scene.duration))
         end = float(np.clip(e.end + rng.uniform(-jitter, jitter), start + 0.1, scene.duration))
         out.append(activitynet.Event(round(start, 2), round(end, 2),

@@ -43,19 +43,35 @@ OFF_TOPIC = ("thanks for watching", "do not forget to subscribe", "let me know i
              "that is it for today", "welcome back to the channel")
 
 
-def noun_phrase(obj: Obj, rng: np.random.Generator, definite: bool = False) -> str:
+def colour_at(scene: Scene, index: int, t: float) -> str:
+    """The colour name of object ``index`` once the colour changes begun before ``t`` are done."""
+    colour = scene.objects[index].colour
+    for e in scene.ordered_events():
+        if e.obj == index and e.kind == "change_colour" and e.start < t:
+            colour = e.arg
+    return colour
+
+
+def noun_phrase(obj: Obj, rng: np.random.Generator, definite: bool = False,
+                colour: str | None = None) -> str:
     shape = SHAPE_WORDS[obj.shape][rng.integers(len(SHAPE_WORDS[obj.shape]))]
     article = "the" if definite else "a"
-    return f"{article} {obj.colour} {shape}"
+    return f"{article} {colour or obj.colour} {shape}"
 
 
-def clause(event: Event, scene: Scene, rng: np.random.Generator, subject: str) -> str:
+def subject(scene: Scene, event: Event, rng: np.random.Generator, definite: bool = False) -> str:
+    """How to name the object of ``event`` as it looks when the event starts."""
+    return noun_phrase(scene.objects[event.obj], rng, definite,
+                       colour_at(scene, event.obj, event.start))
+
+
+def clause(event: Event, scene: Scene, rng: np.random.Generator, name: str) -> str:
     if event.kind == "sound":
         options = SOUND_PHRASES[event.arg]
         return options[rng.integers(len(options))]
     options = EVENT_PHRASES[event.kind]
     verb = options[rng.integers(len(options))].format(colour=event.arg)
-    return f"{subject} {verb}"
+    return f"{name} {verb}"
 
 
 def describe(scene: Scene, rng: np.random.Generator) -> str:
@@ -65,13 +81,13 @@ def describe(scene: Scene, rng: np.random.Generator) -> str:
     seen: set[int] = set()
     for event in scene.ordered_events():
         if event.obj is None:
-            subject = ""
+            name = ""
         elif event.obj == last_obj and rng.random() < 0.7:
-            subject = "it"
+            name = "it"
         else:
-            subject = noun_phrase(scene.objects[event.obj], rng, definite=event.obj in seen)
+            name = subject(scene, event, rng, definite=event.obj in seen)
             seen.add(event.obj)
-        parts.append(clause(event, scene, rng, subject).strip())
+        parts.append(clause(event, scene, rng, name).strip())
         last_obj = event.obj
     if not parts:
         return static_description(scene, rng)
