@@ -263,7 +263,7 @@ def test_size_and_crop_follow_width_height_convention(clip):
 
 
 def test_bad_arguments(clip):
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="one of num_frames, fps and indices"):
         sample_frames(clip, num_frames=4, fps=1)
     with pytest.raises(ValueError, match="even"):
         write_video(clip.parent / "odd.mp4", np.zeros((2, 9, 8, 3), np.uint8), 25)
@@ -348,3 +348,17 @@ def test_audio_only_and_silent_files(tmp_path, clip):
     assert abs(dominant_hz(read_audio(path), 16000) - 440) < 2
     with pytest.raises(VideoDecodeError, match="no audio stream"):
         read_audio(clip)
+
+
+def test_indices_callable_picks_those_frames(tmp_path):
+    """Random training samplers (LAVIS head-tail) pass the ordinals they want."""
+    path = tmp_path / "idx.mp4"
+    frames = np.stack([np.full((48, 64, 3), 10 * i, np.uint8) for i in range(20)])
+    write_video(path, frames, fps=10)
+    got = sample_frames(path, indices=lambda n: np.array([n - 1, 3, 3, 0]))
+    full = sample_frames(path)
+    assert np.array_equal(got, full[[19, 3, 3, 0]])
+    with pytest.raises(ValueError, match="one of num_frames, fps and indices"):
+        sample_frames(path, num_frames=2, indices=lambda n: np.arange(2))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 20\)"):
+        sample_frames(path, indices=lambda n: np.array([n]))

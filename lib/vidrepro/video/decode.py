@@ -322,17 +322,19 @@ def sample_frames(
     fps: float | Fraction | None = None,
     size: Size | None = None,
     crop: Size | None = None,
+    indices: Callable[[int], np.ndarray] | None = None,
 ) -> np.ndarray:
     """RGB frames of the first video stream as uint8 ``(T, H, W, 3)``.
 
     ``num_frames``: LAVIS uniform sampling; ``fps``: ChangeIt time sampling (module doc);
-    neither: every frame. ``size``: an int resizes the shorter side to it keeping the aspect
+    ``indices``: a function from the frame count to the ordinals to take (LAVIS's random
+    "head-tail" training sampling, say); none of them: every frame. ``size``: an int resizes the shorter side to it keeping the aspect
     ratio, a pair is ``(width, height)``; ``crop`` (an int for a square, or ``(width, height)``)
     is taken from the centre after resizing. Raises ``VideoDecodeError`` for truncated files
     (see ``_scan``) and whenever a frame asked for cannot be decoded.
     """
-    if num_frames is not None and fps is not None:
-        raise ValueError("give num_frames or fps, not both")
+    if sum(x is not None for x in (num_frames, fps, indices)) > 1:
+        raise ValueError("give one of num_frames, fps and indices")
     if num_frames is not None and num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if fps is not None and fps <= 0:
@@ -341,11 +343,17 @@ def sample_frames(
         scan = _scan(path, container)
         n = scan.info.num_frames
         convert = _converter(scan.info.width, scan.info.height, size, crop)
-        if num_frames is None and fps is None:
-            indices = np.arange(n)
+        if indices is not None:
+            wanted = np.asarray(indices(n), np.int64)
+            if wanted.size and (wanted.min() < 0 or wanted.max() >= n):
+                raise ValueError(f"{path}: frame indices must lie in [0, {n}), got {wanted}")
+        elif num_frames is not None:
+            wanted = _uniform_indices(n, num_frames)
+        elif fps is not None:
+            wanted = _fps_indices(scan, fps)
         else:
-            indices = _uniform_indices(n, num_frames) if fps is None else _fps_indices(scan, fps)
-        targets = sorted(set(indices.tolist()))
+            wanted = np.arange(n)
+        targets = sorted(set(wanted.tolist()))
         got = None
         if scan.timed and len(targets) < n:  # decoding everything in order needs no shortcut
             try:
@@ -356,7 +364,7 @@ def sample_frames(
         got, count = _decode_in_order(path, set(targets), convert)
         if len(got) < len(targets):
             raise VideoDecodeError(path, f"could not decode: got {count} of {n} frames")
-    return np.stack([got[i] for i in indices.tolist()])  # (T, H, W, 3)
+    return np.stack([got[i] for i in wanted.tolist()])  # (T, H, W, 3)
 
 
 def read_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> np.ndarray:
