@@ -1,0 +1,1 @@
+"""Reinforcement-learning pieces shared by the captioning papers (SCST, rewards, baselines)."""
