@@ -23,6 +23,9 @@ class ToyPolicy(nn.Module):
     def visual_prefix(self, frames):
         return self.logits[frames]  # (B, L, V)
 
+    def forward(self, frames, targets, repeat=1):
+        return self.token_logprobs(self.visual_prefix(frames).repeat_interleave(repeat, 0), targets)
+
     def generate(self, frames=None, prefix=None, do_sample=False, num_return_sequences=1, **_):
         probs = torch.softmax(prefix, -1).repeat_interleave(num_return_sequences, 0)
         if do_sample:

@@ -80,11 +80,17 @@ class VideoBlip2(nn.Module):
         logp = torch.log_softmax(logits.float(), -1).gather(-1, targets.unsqueeze(-1))[..., 0]
         return logp * mask
 
+    def forward(self, frames: torch.Tensor, targets: torch.Tensor, repeat: int = 1) -> torch.Tensor:
+        """(B·repeat, L) teacher-forced log-probabilities of ``targets``; the entry point that
+        DistributedDataParallel wraps (``repeat``: K sampled captions per video in SCST)."""
+        prefix = self.visual_prefix(frames)
+        return self.token_logprobs(prefix.repeat_interleave(repeat, 0) if repeat > 1 else prefix,
+                                   targets)
+
     def loss(self, frames: torch.Tensor, captions: list[str]) -> torch.Tensor:
         """Mean cross-entropy per caption token."""
-        targets = self.encode_targets(captions, frames.device)
-        logp = self.token_logprobs(self.visual_prefix(frames), targets)
-        return -logp.sum() / (targets != self.tokenizer.pad_token_id).sum()
+        return xe_loss(self, frames, self.encode_targets(captions, frames.device),
+                       self.tokenizer.pad_token_id)
 
     @torch.no_grad()
     def generate(self, frames: torch.Tensor | None = None, prefix: torch.Tensor | None = None,
@@ -116,3 +122,9 @@ class VideoBlip2(nn.Module):
         is_eos = (ids == eos).int()
         after_first = (is_eos.cumsum(1) - is_eos) > 0  # (B, L)
         return ids.masked_fill(after_first, pad)
+
+
+def xe_loss(model: nn.Module, frames: torch.Tensor, targets: torch.Tensor, pad: int) -> torch.Tensor:
+    """Mean cross-entropy per caption token, through ``model(...)`` (plain or DDP-wrapped)."""
+    logp = model(frames, targets)
+    return -logp.sum() / (targets != pad).sum()

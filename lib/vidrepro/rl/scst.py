@@ -29,11 +29,12 @@ def normalize(caption: str) -> str:
 
 
 class CaptionPolicy(Protocol):
-    """What SCST needs from a captioning model (``VideoBlip2`` is one)."""
+    """What SCST needs from a captioning model (``VideoBlip2`` is one). ``__call__`` gives the
+    teacher-forced log-probabilities with gradients, so a DDP wrapper can stand in for it."""
 
-    def visual_prefix(self, frames: torch.Tensor) -> torch.Tensor: ...
+    def __call__(self, frames, targets: torch.Tensor, repeat: int = 1) -> torch.Tensor: ...
+    def visual_prefix(self, frames) -> torch.Tensor: ...
     def generate(self, frames=None, prefix=None, **kwargs) -> torch.Tensor: ...
-    def token_logprobs(self, prefix: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
     def decode(self, ids: torch.Tensor) -> list[str]: ...
     def clean_generated(self, ids: torch.Tensor) -> torch.Tensor: ...
 
@@ -88,29 +89,31 @@ class SelfCritical:
     def step(self, policy: CaptionPolicy, frames: torch.Tensor,
              refs: list[list[str]]) -> tuple[torch.Tensor, ScstStats]:
         """The loss for one batch: frames (B, T, 3, H, W), refs one list per video."""
-        b, k = frames.shape[0], self.k
-        prefix = policy.visual_prefix(frames)  # (B, Q, D), with gradients
+        b, k = len(refs), self.k
+        core = getattr(policy, "module", policy)  # generation bypasses a DDP wrapper
+        with torch.no_grad():
+            prefix = core.visual_prefix(frames)  # (B, Q, D)
         if self.candidates == "sample":
-            ids = policy.generate(prefix=prefix.detach(), do_sample=True, num_return_sequences=k,
-                                  temperature=self.temperature, max_new_tokens=self.max_new_tokens)
+            ids = core.generate(prefix=prefix, do_sample=True, num_return_sequences=k,
+                                temperature=self.temperature, max_new_tokens=self.max_new_tokens)
         else:
-            ids = policy.generate(prefix=prefix.detach(), num_beams=k, num_return_sequences=k,
-                                  max_new_tokens=self.max_new_tokens)
-        targets = policy.clean_generated(ids)  # (B·K, L)
-        samples = policy.decode(targets)
+            ids = core.generate(prefix=prefix, num_beams=k, num_return_sequences=k,
+                                max_new_tokens=self.max_new_tokens)
+        targets = core.clean_generated(ids)  # (B·K, L)
+        samples = core.decode(targets)
         refs_k = [r for r in refs for _ in range(k)]
         reward = self.rewards(samples, refs_k).reshape(b, k)  # (B, K)
         if self.baseline == "greedy":
-            greedy = policy.decode(policy.generate(prefix=prefix.detach(), num_beams=1,
-                                                   max_new_tokens=self.max_new_tokens))
+            greedy = core.decode(core.generate(prefix=prefix, num_beams=1,
+                                               max_new_tokens=self.max_new_tokens))
             base = np.repeat(self.rewards(greedy, refs)[:, None], k, 1)
         elif self.baseline == "loo":
             base = leave_one_out(reward)
         else:
             base = np.repeat(reward.mean(1, keepdims=True), k, 1)
         advantage = torch.as_tensor((reward - base).reshape(-1), dtype=torch.float32,
-                                    device=prefix.device)
-        logprobs = policy.token_logprobs(prefix.repeat_interleave(k, 0), targets)  # (B·K, L)
+                                    device=targets.device)
+        logprobs = policy(frames, targets, repeat=k)  # (B·K, L), with gradients
         loss = policy_gradient_loss(logprobs, advantage,
                                     length_normalise=self.candidates == "beam")
         return loss, ScstStats(loss.item(), float(reward.mean()), float(base.mean()), samples)
