@@ -1,0 +1,134 @@
+"""The video BLIP-2's training stages, each a call the notebooks (or a cluster script) make.
+
+Tiny scale has no pretrained FLAN-T5, EVA ViT or Q-Former, so ``01_pretrain`` makes small
+stand-ins the way BLIP-2's own components came about: the language model learns the captions'
+language from text alone, then the ViT and Q-Former learn to talk to the frozen LM on single
+images with static captions (BLIP-2's image-text stage). The video stages then follow the paper:
+cross-entropy finetuning on videos with the chosen parts trainable, and SCST from there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..metrics.cider import CiderD
+from ..rl.scst import SelfCritical, normalize
+from ..text import wordlevel
+from ..training import History, LoopConfig, step_rng, train
+from .data import ImageCaptions, VideoCaptions, collate
+from .model import VideoBlip2, xe_loss
+
+
+def build_tokenizer(*caption_lists: list[str]):
+    """A word-level tokenizer over every caption the tiny run will see, and the prompts."""
+    corpus = [c for captions in caption_lists for c in captions] + ["a video of"]
+    return wordlevel.build(corpus)
+
+
+def _sample(dataset, n: int, rng: np.random.Generator):
+    return collate([dataset[int(i)] for i in rng.integers(len(dataset), size=n)])
+
+
+def pretrain_text(model: VideoBlip2, texts: list[str], cfg: LoopConfig, batch_size: int,
+                  seed: int = 0, checkpoint: Path | None = None, keep: float = 0.7) -> History:
+    """The LM alone, denoising text: from a shuffled bag of some of a caption's words, placed in
+    its visual slots, write the caption. A stand-in for LLM pretraining (T5's objective also
+    denoises) that teaches the LM to *read* its prefix, as a pretrained FLAN-T5 reads a soft
+    prompt; an LM trained with an empty prefix would ignore whatever the Q-Former later says."""
+    for name, p in model.named_parameters():
+        p.requires_grad = name.startswith("blip2.language_model.")
+    pad = model.tokenizer.pad_token_id
+    q = model.blip2.config.num_query_tokens
+
+    def batch(step, rank, world):
+        rng = step_rng(seed, step, rank)
+        captions = [texts[i] for i in rng.integers(len(texts), size=batch_size)]
+        bags = torch.full((batch_size, q), pad, dtype=torch.long)  # (B, Q) word ids
+        for row, caption in enumerate(captions):
+            ids = model.tokenizer(caption, add_special_tokens=False).input_ids
+            kept = [i for i in rng.permutation(ids) if rng.random() < keep][:q]
+            bags[row, :len(kept)] = torch.tensor(kept, dtype=torch.long)
+        return bags, captions
+
+    def loss_fn(m, b):
+        bags, captions = b
+        core = getattr(m, "module", m)
+        targets = core.encode_targets(captions, next(core.parameters()).device)
+        prefix = core._embed(bags.to(targets.device)) * (bags != pad).unsqueeze(-1).to(targets.device)
+        logp = core.token_logprobs(prefix, targets)
+        return -logp.sum() / (targets != pad).sum(), {}
+
+    return train(model, loss_fn, batch, cfg, checkpoint, desc="LM on text")
+
+
+def pretrain_image_text(model: VideoBlip2, images: ImageCaptions, cfg: LoopConfig,
+                        batch_size: int, seed: int = 0, checkpoint: Path | None = None) -> History:
+    """ViT, Q-Former and projection on single images, LM frozen (BLIP-2's second stage)."""
+    for name, p in model.named_parameters():
+        p.requires_grad = not name.startswith("blip2.language_model.")
+    return train(model, _xe_step(model), lambda s, r, w: _sample(images, batch_size,
+                                                                  step_rng(seed, s, r)),
+                 cfg, checkpoint, desc="image-text")
+
+
+def _xe_step(model: VideoBlip2):
+    pad = model.tokenizer.pad_token_id
+
+    def loss_fn(m, batch):
+        frames, captions = batch
+        core = getattr(m, "module", m)
+        frames = frames.to(next(core.parameters()).device)
+        return xe_loss(m, frames, core.encode_targets(captions, frames.device), pad), {}
+
+    return loss_fn
+
+
+def finetune(model: VideoBlip2, videos: VideoCaptions, cfg: LoopConfig, batch_size: int,
+             seed: int = 0, checkpoint: Path | None = None) -> History:
+    """Cross-entropy on (clip, caption) pairs; what trains was set by ``trainable.configure``."""
+    return train(model, _xe_step(model), lambda s, r, w: _sample(videos, batch_size,
+                                                                 step_rng(seed, s, r)),
+                 cfg, checkpoint, desc="finetune (XE)")
+
+
+def scst(model: VideoBlip2, videos: VideoCaptions, cfg: LoopConfig, batch_size: int,
+         k: int = 5, baseline: str = "greedy", candidates: str = "sample", max_new_tokens: int = 20,
+         seed: int = 0, checkpoint: Path | None = None) -> History:
+    """Self-critical training with CIDEr-D; document frequencies from the training corpus."""
+    refs = videos.refs
+    critic = SelfCritical(CiderD([[normalize(c) for c in rs] for rs in refs.values()]), k=k,
+                          baseline=baseline, candidates=candidates,
+                          max_new_tokens=max_new_tokens)
+
+    def batch(step, rank, world):
+        rng = step_rng(seed, step, rank)
+        ids = [videos.ids[i] for i in rng.choice(len(videos.ids), batch_size, replace=False)]
+        return torch.stack([videos.clip(i, train=True) for i in ids]), [refs[i] for i in ids]
+
+    def loss_fn(m, b):
+        frames, video_refs = b
+        core = getattr(m, "module", m)
+        loss, stats = critic.step(m, frames.to(next(core.parameters()).device), video_refs)
+        return loss, {"reward": stats.reward, "baseline": stats.baseline}
+
+    return train(model, loss_fn, batch, cfg, checkpoint, desc="SCST")
+
+
+@torch.no_grad()
+def caption_videos(model: VideoBlip2, videos: VideoCaptions, batch_size: int = 16,
+                   num_beams: int = 5, max_new_tokens: int = 32, min_length: int = 5
+                   ) -> dict:
+    """{image_id: [caption]} by beam search over the evaluation split (the paper's settings)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = {}
+    for start in range(0, len(videos), batch_size):
+        frames, ids = collate([videos[i] for i in range(start, min(start + batch_size,
+                                                                   len(videos)))])
+        tokens = model.generate(frames.to(device), num_beams=num_beams,
+                                max_new_tokens=max_new_tokens, min_new_tokens=min_length)
+        out.update({i: [c] for i, c in zip(ids, model.decode(tokens))})
+    return out
