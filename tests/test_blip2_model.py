@@ -107,3 +107,21 @@ def test_saved_model_loads_back_through_from_pretrained(model, tmp_path, monkeyp
     with torch.no_grad():
         assert torch.allclose(model.visual_prefix(x), loaded.visual_prefix(x))
         assert torch.equal(model.generate(x, max_new_tokens=5), loaded.generate(x, max_new_tokens=5))
+
+
+def test_lora_model_saves_merged_and_loads_back(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    trainable.configure(model, lora=True)
+    with torch.no_grad():  # a trained adapter: B no longer zero
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    model.eval()  # freshly injected adapters start in training mode (dropout)
+    x = frames()
+    with torch.no_grad():
+        expected = model(x, model.encode_targets(["a red circle"] * 2, x.device))
+    build.save(model, tmp_path / "lora")
+    loaded = build.from_pretrained(str(tmp_path / "lora")).eval()
+    with torch.no_grad():
+        got = loaded(x, loaded.encode_targets(["a red circle"] * 2, x.device))
+    assert torch.allclose(expected, got, atol=1e-4)

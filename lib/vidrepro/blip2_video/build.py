@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from peft.tuners.lora import LoraLayer
 from transformers import AutoTokenizer, Blip2Config, Blip2ForConditionalGeneration
 
 from .model import VideoBlip2
@@ -62,9 +63,17 @@ def from_pretrained(name_or_path: str, prompt: str | None = None, **kwargs) -> V
 
 
 def save(model: VideoBlip2, folder: str | Path) -> Path:
-    """A full, loadable model folder (safetensors weights, config, tokenizer, prompt)."""
+    """A full, loadable model folder (safetensors weights, config, tokenizer, prompt).
+
+    LoRA adapters are merged into the weights they adapt first, so the folder is a plain
+    BLIP-2 checkpoint that ``from_pretrained`` (and any other BLIP-2 code) loads."""
     folder = Path(folder)
-    model.blip2.save_pretrained(folder, safe_serialization=True)
+    for module in model.modules():
+        if isinstance(module, LoraLayer) and not module.merged:
+            module.merge()
+    state = {k.replace(".base_layer.", "."): v for k, v in model.blip2.state_dict().items()
+             if "lora_" not in k}
+    model.blip2.save_pretrained(folder, state_dict=state, safe_serialization=True)
     model.tokenizer.save_pretrained(folder)
     (folder / PROMPT_FILE).write_text(json.dumps({"prompt": model.prompt}))
     return folder

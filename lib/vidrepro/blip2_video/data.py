@@ -55,6 +55,12 @@ def to_tensor(frames: np.ndarray, tf: v2.Transform) -> torch.Tensor:
     return tf(video).as_subclass(torch.Tensor)
 
 
+def to_uint8(clip: torch.Tensor) -> np.ndarray:
+    """Normalised (T, 3, S, S) -> displayable uint8 (T, S, S, 3)."""
+    mean, std = torch.tensor(CLIP_MEAN)[:, None, None], torch.tensor(CLIP_STD)[:, None, None]
+    return (clip * std + mean).clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
 class VideoCaptions(Dataset):
     """LAVIS caption file -> training items (clip, one caption) or evaluation items (clip, id).
 

@@ -13,7 +13,6 @@ import numpy as np
 from .. import plots
 from ..video import read_audio, sample_frames
 from .formats import activitynet, changeit, lavis, merlot, vist
-from ..paths import data_root
 from .formats.activitynet import I3D_DIR, VGGISH_DIR
 from .synthetic import datasets
 
@@ -22,16 +21,9 @@ STATE_NAMES = {changeit.BACKGROUND: "bg", changeit.INITIAL_STATE: "initial",
 
 
 def dataset_roots(params) -> dict[str, Path]:
-    """Each kind's folder: the ``<kind>_root`` param (relative to ``$VIDREPRO_DATA``), or when
-    it is empty the synthetic dataset, generated first if missing."""
-    out = {}
-    for kind in datasets.KINDS:
-        given = getattr(params, f"{kind}_root")
-        if given:
-            out[kind] = Path(given) if Path(given).is_absolute() else data_root() / given
-        else:
-            out[kind] = datasets.ensure(kind, params.seed, params.size)
-    return out
+    """Each kind's folder from its ``<kind>_root`` param (see ``datasets.locate``)."""
+    return {kind: datasets.locate(kind, getattr(params, f"{kind}_root"), params.seed, params.size)
+            for kind in datasets.KINDS}
 
 
 def caption_clip(root: Path, split: str = "test", index: int = 0, num_frames: int = 8):

@@ -251,3 +251,12 @@ def ensure(kind: str, seed: int = 0, size: str = "tiny", out: str | Path | None 
     if out.exists():
         shutil.rmtree(out)
     return build(kind, out, seed, size)
+
+
+def locate(kind: str, given: str = "", seed: int = 0, size: str = "tiny") -> Path:
+    """A dataset folder from a params root: absolute, relative to ``$VIDREPRO_DATA``, or when
+    empty the synthetic ``kind`` (generated first if missing)."""
+    if not given:
+        return ensure(kind, seed, size)
+    path = Path(given)
+    return path if path.is_absolute() else data_root() / path

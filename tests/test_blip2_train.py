@@ -1,0 +1,61 @@
+"""The BLIP-2 video stages end to end on a small synthetic dataset (a few steps each)."""
+
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+
+from vidrepro.blip2_video import build, pipeline, train
+from vidrepro.blip2_video.params import Data
+from vidrepro.data.synthetic import datasets
+from vidrepro.training import LoopConfig
+
+SMALL = replace(datasets.SIZES["tiny"], clips=(12, 2, 4), refs=3, images=12)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    for kind in ("captions", "images"):
+        datasets.build(kind, root / kind, seed=0, size=SMALL)
+    return Data(captions_root=str(root / "captions"), images_root=str(root / "images"))
+
+
+def test_stages_train_save_load_and_caption(data, tmp_path):
+    torch.manual_seed(0)
+    clips = pipeline.videos(data, "train", 4, train=True)
+    images = pipeline.images(data)
+    texts = [e.caption for e in clips.entries] + [e.caption for e in images.entries]
+    model = build.from_config("tiny_t5", train.build_tokenizer(texts))
+    cfg = LoopConfig(steps=15, lr=3e-3, warmup=2)
+    text = train.pretrain_text(model, texts, cfg, batch_size=8)
+    assert text.values["loss"][-1] < text.values["loss"][0]
+    image = train.pretrain_image_text(model, images, cfg, batch_size=8)
+    assert len(image.values["loss"]) == 15
+    folder = pipeline.save(model, image, tmp_path / "pretrained")
+    assert pipeline.history(folder)["loss"] == image.values["loss"]
+
+    model = pipeline.load(str(folder), data, lora=True)
+    ft = train.finetune(model, clips, LoopConfig(steps=10, lr=3e-3), batch_size=4,
+                        checkpoint=tmp_path / "ckpt")
+    assert ft.values["loss"][-1] < ft.values["loss"][0]
+    rl = train.scst(model, clips, LoopConfig(steps=2, lr=1e-4), batch_size=2, k=3,
+                    max_new_tokens=8)
+    assert len(rl.values["reward"]) == 2 and all(r >= 0 for r in rl.values["reward"])
+
+    test = pipeline.videos(data, "test", 4, train=False)
+    captions = train.caption_videos(model, test, num_beams=2, max_new_tokens=8, min_length=2)
+    assert set(captions) == set(test.refs) and all(len(c[0].split()) >= 1 for c in captions.values())
+    frames, caption = pipeline.caption_file(model, test.root / test.entries[0].video, 4, 64, 2)
+    assert frames.shape == (4, 64, 64, 3) and isinstance(caption, str)
+
+
+@pytest.mark.java
+@pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs Java")
+def test_evaluate_reports_coco_metrics(data):
+    model = pipeline.load("tiny_t5", data)
+    scores, captions = pipeline.evaluate(model, pipeline.videos(data, "test", 4, train=False),
+                                         num_beams=2, max_new_tokens=6, min_length=2)
+    assert set(scores) == {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"}
+    assert len(captions) == 4
