@@ -72,6 +72,9 @@ rows:
         params: {artifact: "${make.artifact}"}
         tiny: {scale: 2.0}
         full: {scale: 3.0}
+findings:
+  - {claim: scaling raises the score, metric: score, pairs: [[scaled, plain]]}
+  - {claim: scaling lowers the score, metric: score, pairs: [[plain, scaled]]}
 """
 
 

@@ -56,6 +56,8 @@ def test_reproduce_shares_steps_reuses_and_writes_results(demo_root):
         assert (demo_root / "results" / f"demo.{ext}").stat().st_size > 0
     md = (demo_root / "results" / "demo.md").read_text()
     assert "make reproduce TABLE=demo SCALE=tiny" in md and "| scaled | scaled | 6.00 |" in md
+    assert "scaling raises the score: **holds** (score: scaled 6.0 > plain 3.0)" in md
+    assert "scaling lowers the score: **does not hold (0 of 1 pairs)**" in md
     assert pd.read_csv(demo_root / "results" / "demo.csv")["score"].tolist() == [3.0, 6.0]
 
     tables.reproduce("demo", "tiny", root=demo_root, progress=False)
@@ -135,6 +137,9 @@ def test_table_spec_errors_name_the_problem(demo_root):
         tables.load_table(demo_root, "demo")
     path.write_text(good.replace("metrics: [score]", "metrix: [score]"))
     with pytest.raises(P.ParamsError, match="demo.yaml.*"):
+        tables.load_table(demo_root, "demo")
+    path.write_text(good.replace("pairs: [[scaled, plain]]", "pairs: [[scaled, plian]]"))
+    with pytest.raises(P.ParamsError, match=r"unknown rows \['plian'\]"):
         tables.load_table(demo_root, "demo")
     with pytest.raises(P.ParamsError, match=r"no such table \(available: demo\)"):
         tables.load_table(demo_root, "nope")

@@ -123,12 +123,20 @@ def git_commit(root: Path) -> str:
     return head + ("-dirty" if dirty else "")
 
 
+# The machinery that runs notebooks and assembles tables: editing it (a plot, a CLI flag)
+# changes nothing a step computes, so it does not count towards a step's code version.
+RUNNER_MODULES = frozenset({"runs.py", "tables.py", "cli.py", "notebooks.py"})
+
+
 def code_version() -> str:
-    """Hash of the package's source: a step is reused only if the code under it is unchanged.
-    (The git commit would also change on a README edit and is absent in a pip install.)"""
+    """Hash of the package source a notebook can run: a step is reused only if that is
+    unchanged. (The git commit would also change on a README edit and is absent in a pip
+    install.)"""
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
+        if path.parent == package and path.name in RUNNER_MODULES:
+            continue
         digest.update(str(path.relative_to(package)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

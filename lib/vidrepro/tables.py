@@ -68,6 +68,14 @@ class RowSpec(_Strict):
         return self.metrics_from or self.steps[-1].id
 
 
+class Finding(_Strict):
+    """A claim of the paper as pairs of rows: in each pair the first should score higher."""
+
+    claim: str
+    metric: str
+    pairs: list[tuple[str, str]]
+
+
 class TableSpec(_Strict):
     title: str
     paper: str
@@ -76,6 +84,7 @@ class TableSpec(_Strict):
     metrics: list[str]
     metric_scale: float = Field(1.0, description="multiply metrics by this (e.g. 100)")
     rows: list[RowSpec]
+    findings: list[Finding] = []
 
     @model_validator(mode="after")
     def _check_rows(self) -> TableSpec:
@@ -87,6 +96,11 @@ class TableSpec(_Strict):
             if extra:
                 raise ValueError(f"row {row.id!r}: columns {sorted(extra)} are not in the "
                                  f"table's columns {self.columns}")
+        for f in self.findings:
+            unknown = {r for pair in f.pairs for r in pair} - set(ids)
+            if unknown or f.metric not in self.metrics:
+                raise ValueError(f"finding {f.claim!r}: unknown rows {sorted(unknown)} or "
+                                 f"metric {f.metric!r}")
         return self
 
 
@@ -257,7 +271,26 @@ def to_markdown(frame: pd.DataFrame, spec: TableSpec, table: str, scale: str) ->
     lines.append("|" + "|".join("---" for _ in cols) + "|")
     for _, r in frame.iterrows():
         lines.append("| " + " | ".join(_cell(r[c]) for c in cols) + " |")
+    if spec.findings:
+        lines += ["", "The paper's findings, checked on these numbers:", ""]
+        lines += [f"- {line}" for line in check_findings(frame, spec)]
     return "\n".join(lines) + "\n"
+
+
+def check_findings(frame: pd.DataFrame, spec: TableSpec) -> list[str]:
+    """One line per finding: holds or not, with the numbers it rests on."""
+    value = {(r["row"], m): r[m] for _, r in frame.iterrows() for m in spec.metrics}
+    out = []
+    for f in spec.findings:
+        pairs = [(a, b) for a, b in f.pairs if (a, f.metric) in value and (b, f.metric) in value]
+        if not pairs:
+            continue
+        held = [value[a, f.metric] > value[b, f.metric] for a, b in pairs]
+        verdict = "holds" if all(held) else f"does not hold ({sum(held)} of {len(held)} pairs)"
+        numbers = "; ".join(f"{a} {value[a, f.metric]:.1f} {'>' if h else '<='} "
+                            f"{b} {value[b, f.metric]:.1f}" for (a, b), h in zip(pairs, held))
+        out.append(f"{f.claim}: **{verdict}** ({f.metric}: {numbers})")
+    return out
 
 
 def _cell(value: Any) -> str:
@@ -276,6 +309,7 @@ def plot_table(frame: pd.DataFrame, spec: TableSpec, path: Path) -> None:
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 1, 0.45 * len(frame) + 1.5), squeeze=False,
                              sharey=True)
     rows = frame["row"].tolist()
+    axes[0][0].invert_yaxis()  # first row on top (the axes share y: invert once)
     for ax, metric in zip(axes[0], spec.metrics):
         ax.barh(rows, frame[metric], color="tab:blue", label="this kit")
         pub = frame.get(f"{metric}_published")
@@ -284,9 +318,8 @@ def plot_table(frame: pd.DataFrame, spec: TableSpec, path: Path) -> None:
             ys = [i for i, v in enumerate(vals) if pd.notna(v)]
             ax.scatter(vals.dropna(), ys, marker="|", s=300, color="black", label="published")
         ax.set_title(metric)
-        ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
-    axes[0][0].legend(loc="lower right", fontsize=7)
+    axes[0][-1].legend(loc="lower right", fontsize=7)
     fig.suptitle(spec.title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
