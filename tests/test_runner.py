@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from demo_project import executions
-from vidrepro import cli, runs, tables
+from vidrepro import cli, tables
 from vidrepro import params as P
 
 

@@ -81,6 +81,7 @@ class CaptionParams(Params):
     num_frames: int = Field(8, gt=0)
     image_size: int = 64
     num_beams: int = 5
+    seed: int = 0
 
 
 NOTEBOOKS = {"01_pretrain": PretrainParams, "02_finetune": FinetuneParams, "03_scst": ScstParams,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,10 +13,10 @@ from ..metrics.captions import evaluate_captions
 from ..training import History, LoopConfig
 from ..video import sample_frames
 from . import build, trainable
-from .train import build_tokenizer, caption_videos
 from .data import ImageCaptions, VideoCaptions, to_tensor, transform
 from .model import VideoBlip2
 from .params import Data, Optim
+from .train import build_tokenizer, caption_videos
 
 HISTORY = "history.json"
 
