@@ -4,7 +4,7 @@ A step samples K captions per video, scores them (CIDEr-D reward), computes the 
 backpropagates the teacher-forced log-probabilities. The reward is timed twice in the same run:
 with the kit's ``CiderD`` (corpus document frequencies, computed once) and with pycocoevalcap's
 ``Cider`` (what the paper's code called, after two Java PTB-tokenizer runs that are not even
-counted here). MFU: FLOPs of the step counted by ``torch.utils.flop_counter`` over the time,
+counted here). MFU: FLOPs of the step counted by the torch profiler (``with_flops``: matmuls and convolutions) over the time,
 against the FLOP/s of a large float32 matmul measured here (a practical peak for this machine).
 
 Usage: python bench/scst_step.py [--steps 10] [--model FOLDER]   (writes results/bench/scst_step.json)
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.profiler import ProfilerActivity, profile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
@@ -101,12 +101,12 @@ def main() -> None:
             optimizer.zero_grad()
 
         if step == 1:  # count the FLOPs of one step's generation and gradient pass
-            with FlopCounterMode(display=False) as counter:
+            with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
                 with torch.no_grad():
                     model.generate(prefix=model.visual_prefix(frames), do_sample=True,
                                    num_return_sequences=args.k, max_new_tokens=20)
                 grad_pass()
-            flops = counter.get_total_flops()
+            flops = sum(e.flops for e in prof.key_averages() if e.flops)
         else:
             timer("teacher-forced pass + backward + update", grad_pass)
 
