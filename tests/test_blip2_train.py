@@ -1,7 +1,11 @@
 """The BLIP-2 video stages end to end on a small synthetic dataset (a few steps each)."""
 
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,3 +63,21 @@ def test_evaluate_reports_coco_metrics(data):
                                          num_beams=2, max_new_tokens=6, min_length=2)
     assert set(scores) == {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"}
     assert len(captions) == 4
+
+
+@pytest.mark.slow
+def test_finetuning_under_torchrun_keeps_replicas_in_sync(data, tmp_path):
+    """Two gloo processes, different batches per rank: DDP averages the gradients, so both
+    replicas must end with the same (changed) weights."""
+    script = Path(__file__).with_name("ddp_blip2_script.py")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node=2", str(script), data.captions_root, str(tmp_path)],
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["after"].keys() == r1["after"].keys()
+    for name in r0["after"]:
+        assert torch.equal(r0["before"][name], r1["before"][name])
+        assert torch.allclose(r0["after"][name], r1["after"][name], atol=1e-6), name
+    assert any(not torch.equal(r0["before"][n], r0["after"][n]) for n in r0["after"])
