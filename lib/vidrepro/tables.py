@@ -161,10 +161,9 @@ def _resolve(value: Any, done: dict[str, runs.RunResult]) -> Any:
 
 def step_params(root: Path, paper: str, step: StepSpec, scale: str,
                 resolve=lambda v: v) -> P.Params:
-    model = P.schema_for(paper, step.notebook)
-    path = P.params_path(root, paper, step.notebook, scale)
     overrides = {k: resolve(v) for k, v in step.overrides(scale).items()}
-    return P.load(model, path, overrides)
+    return notebooks.load_params(root, notebook_path(root, paper, step.notebook), scale,
+                                 overrides=overrides)
 
 
 def check_table(root: Path, table: str, scale: str) -> TableSpec:

@@ -23,6 +23,8 @@ class VideoBlip2(nn.Module):
         self.blip2 = blip2
         self.tokenizer = tokenizer
         self.prompt = prompt
+        # Tokenised once: every forward and generate call prepends it.
+        self._prompt = tokenizer(prompt, add_special_tokens=False).input_ids
         self.decoder_only = blip2.config.use_decoder_only_language_model
 
     @property
@@ -45,8 +47,7 @@ class VideoBlip2(nn.Module):
 
     def _prompt_ids(self, batch: int, device: torch.device) -> torch.Tensor:
         """(B, P) the prompt's tokens without an end-of-sequence ((B, 0) for an empty prompt)."""
-        ids = self.tokenizer(self.prompt, add_special_tokens=False).input_ids
-        return torch.tensor(ids, dtype=torch.long, device=device).expand(batch, -1)
+        return torch.tensor(self._prompt, dtype=torch.long, device=device).expand(batch, -1)
 
     def encode_targets(self, captions: list[str], device: torch.device) -> torch.Tensor:
         """(B, L) caption tokens ending with end-of-sequence, right-padded with pad."""
