@@ -81,3 +81,35 @@ def test_finetuning_under_torchrun_keeps_replicas_in_sync(data, tmp_path):
         assert torch.equal(r0["before"][name], r1["before"][name])
         assert torch.allclose(r0["after"][name], r1["after"][name], atol=1e-6), name
     assert any(not torch.equal(r0["before"][n], r0["after"][n]) for n in r0["after"])
+
+
+def test_bf16_finetuning_learns_and_keeps_fp32_weights(data):
+    torch.manual_seed(0)
+    model = pipeline.load("tiny_t5", data)
+    clips = pipeline.videos(data, "train", 2, train=True)
+    history = train.finetune(model, clips, LoopConfig(steps=12, lr=3e-3, precision="bf16"),
+                             batch_size=4)
+    assert history.values["loss"][-1] < history.values["loss"][0]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_command_line_stages_save_a_loadable_model(data, tmp_path):
+    """``python -m vidrepro.blip2_video.train`` runs a notebook's stage from its params file."""
+    def stage(*args):
+        return subprocess.run([sys.executable, "-m", "vidrepro.blip2_video.train", *args,
+                               "-p", f"captions_root={data.captions_root}", "-p", "steps=2",
+                               "-p", "batch_size=2", "-p", "num_frames=2"],
+                              capture_output=True, text=True,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    done = stage("finetune", "--out", str(tmp_path / "ft"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = stage("scst", "-p", f"init={tmp_path / 'ft' / 'model'}", "-p", "k=2",
+                 "--out", str(tmp_path / "rl"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(pipeline.history(tmp_path / "rl" / "model")["reward"]) == 2
+    model = pipeline.load(str(tmp_path / "rl" / "model"), data)
+    clip = pipeline.videos(data, "test", 2, train=False)[0][0][None]  # (1, T, 3, H, W)
+    assert model.decode(model.generate(clip, num_beams=2, max_new_tokens=4))[0]
+    done = stage("finetune", "-p", "stepz=3", "--out", str(tmp_path / "typo"))
+    assert done.returncode == 2 and "did you mean 'steps'" in done.stderr

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import launch
 from ..metrics.cider import CiderD
 from ..rl.scst import SelfCritical, normalize
 from ..text import wordlevel
-from ..training import History, LoopConfig, step_rng, train
+from ..training import History, LoopConfig, distributed, step_rng, train
 from .data import ImageCaptions, VideoCaptions, collate
 from .model import VideoBlip2, xe_loss
 
@@ -132,3 +133,33 @@ def caption_videos(model: VideoBlip2, videos: VideoCaptions, batch_size: int = 1
                                 max_new_tokens=max_new_tokens, min_new_tokens=min_length)
         out.update({i: [c] for i, c in zip(ids, model.decode(tokens))})
     return out
+
+
+STAGES = {"finetune": "02_finetune", "scst": "03_scst"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The notebooks' finetuning and SCST stages from the command line (see ``vidrepro.launch``):
+    the model is saved to ``OUT/model`` by rank 0, checkpoints go to ``OUT/ckpt``."""
+    from . import pipeline  # pipeline imports this module
+
+    stage, p, out = launch.parse("blip2_video", STAGES, argv)
+    torch.manual_seed(p.seed)
+    model = pipeline.load(p.init, p, train_vit=p.train_vit, lora=p.lora)
+    rank, _ = distributed()  # sets this process's GPU under torchrun
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    augment = getattr(p, "augment", False)
+    clips = pipeline.videos(p, "train", p.num_frames, train=True, augment=augment)
+    if stage == "finetune":
+        history = finetune(model, clips, pipeline.loop(p), p.batch_size, p.seed, out / "ckpt")
+    else:
+        history = scst(model, clips, pipeline.loop(p), p.batch_size, k=p.k, baseline=p.baseline,
+                       candidates=p.candidates, max_new_tokens=p.max_new_tokens, seed=p.seed,
+                       checkpoint=out / "ckpt")
+    if rank == 0:
+        pipeline.save(model, history, out / "model")
+        print(f"saved {out / 'model'}")
+
+
+if __name__ == "__main__":
+    main()
