@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from demo_project import executions
-from vidrepro import cli, tables
+from vidrepro import cli, runs, tables
 from vidrepro import params as P
 
 
@@ -65,6 +65,12 @@ def test_reproduce_shares_steps_reuses_and_writes_results(demo_root):
 
     tables.reproduce("demo", "tiny", root=demo_root, progress=False, force=True)
     assert len(executions(demo_root)) == 6
+
+
+def test_some_rows_run_without_replacing_the_results(demo_root):
+    frame = tables.reproduce("demo", "tiny", root=demo_root, progress=False, rows=["scaled"])
+    assert frame["row"].tolist() == ["scaled"] and frame["score"].tolist() == [6.0]
+    assert not (demo_root / "results" / "demo.md").exists()
 
 
 def test_changed_params_rerun_the_step_and_its_dependents(demo_root):
@@ -143,3 +149,20 @@ def test_table_spec_errors_name_the_problem(demo_root):
         tables.load_table(demo_root, "demo")
     with pytest.raises(P.ParamsError, match=r"no such table \(available: demo\)"):
         tables.load_table(demo_root, "nope")
+
+
+def test_code_version_of_a_paper_ignores_other_papers_and_the_runner(tmp_path):
+    package = tmp_path / "pkg"
+    for sub in ("paper_a", "paper_b"):
+        (package / sub).mkdir(parents=True)
+        (package / sub / "params.py").write_text("NOTEBOOKS = {}\n")
+    (package / "training.py").write_text("x = 1\n")
+    before = runs.code_version("paper_a", package)
+    (package / "paper_b" / "model.py").write_text("y = 2\n")
+    (package / "tables.py").write_text("z = 3\n")
+    assert runs.code_version("paper_a", package) == before
+    assert runs.code_version(None, package) != runs.code_version("paper_a", package)
+    (package / "training.py").write_text("x = 2\n")
+    assert runs.code_version("paper_a", package) != before
+    (package / "paper_a" / "model.py").write_text("w = 0\n")
+    assert runs.code_version("paper_a", package) != runs.code_version("paper_b", package)

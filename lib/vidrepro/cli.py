@@ -40,7 +40,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     rows = args.rows.split(",") if args.rows else None
     frame = tables.reproduce(args.table, args.scale, root=root, force=args.force, rows=rows)
     print(frame.to_string(index=False))
-    print(f"written: {tables.results_dir(root, args.scale) / args.table}.{{md,csv,png}}")
+    if rows is None:
+        print(f"written: {tables.results_dir(root, args.scale) / args.table}.{{md,csv,png}}")
+    else:
+        print("(some rows only: results/ left unchanged)")
     return 0
 
 

@@ -128,16 +128,20 @@ def git_commit(root: Path) -> str:
 RUNNER_MODULES = frozenset({"runs.py", "tables.py", "cli.py", "notebooks.py"})
 
 
-def code_version() -> str:
+def code_version(paper: str | None = None, package: Path | None = None) -> str:
     """Hash of the package source a notebook can run: a step is reused only if that is
     unchanged. (The git commit would also change on a README edit and is absent in a pip
-    install.)"""
-    package = Path(__file__).resolve().parent
+    install.) With ``paper``, the other papers' subpackages are left out: work on MERLOT does
+    not retrain BLIP-2."""
+    package = package or Path(__file__).resolve().parent
+    others = {d.name for d in package.iterdir() if (d / "params.py").exists()} - {paper}
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
-        if path.parent == package and path.name in RUNNER_MODULES:
+        relative = path.relative_to(package)
+        if (path.parent == package and path.name in RUNNER_MODULES) or (
+                paper and relative.parts[0] in others):
             continue
-        digest.update(str(path.relative_to(package)).encode())
+        digest.update(str(relative).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -243,14 +247,15 @@ def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text) + "\n"
 
 
-def step_key(notebook: Path, params: Params, upstream: dict[str, str]) -> str:
+def step_key(notebook: Path, params: Params, upstream: dict[str, str], code: str) -> str:
     """What decides whether a finished step can be reused: notebook text, params (with upstream
-    paths already substituted), the upstream steps' own keys, and the package source."""
+    paths already substituted), the upstream steps' own keys, and the package source (``code``:
+    :func:`code_version`, taken once per table so that edits during a run do not split it)."""
     payload = {
         "notebook": file_digest(notebook),
         "params": params.model_dump(mode="json"),
         "upstream": upstream,
-        "code": code_version(),
+        "code": code,
     }
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 

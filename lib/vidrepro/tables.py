@@ -179,15 +179,18 @@ def check_table(root: Path, table: str, scale: str) -> TableSpec:
 
 
 def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: bool = False,
-            ran: set[str] | None = None, progress: bool = True) -> dict[str, runs.RunResult]:
+            ran: set[str] | None = None, progress: bool = True, code: str | None = None
+            ) -> dict[str, runs.RunResult]:
     """Run a row's steps in order. ``ran`` collects the keys executed in this invocation, so
-    that ``force`` reruns a step shared by several rows once, not once per row."""
+    that ``force`` reruns a step shared by several rows once, not once per row; ``code`` is the
+    source version the whole table is keyed on."""
     ran = set() if ran is None else ran
+    code = code or runs.code_version(spec.paper)
     done: dict[str, runs.RunResult] = {}
     for step in row.steps:
         params = step_params(root, spec.paper, step, scale, resolve=lambda v: _resolve(v, done))
         nb = notebook_path(root, spec.paper, step.notebook)
-        key = runs.step_key(nb, params, {k: r.record["key"] for k, r in done.items()})
+        key = runs.step_key(nb, params, {k: r.record["key"] for k, r in done.items()}, code)
         folder = root / "runs" / scale / spec.paper / step.notebook / key[:16]
         if (not force or key in ran) and runs.is_finished(folder, key):
             done[step.id] = runs.RunResult(folder, runs.read_record(folder))
@@ -203,7 +206,8 @@ def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: boo
 
 def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, force: bool = False,
               rows: list[str] | None = None, progress: bool = True) -> pd.DataFrame:
-    """Run what is missing for ``table`` and write ``results/`` (tiny) or ``results/full/``."""
+    """Run what is missing for ``table`` and write ``results/`` (tiny) or ``results/full/``;
+    with ``rows``, only return those rows (a partial table never replaces the published one)."""
     root = (root or project_root()).resolve()
     if scale not in P.SCALES:
         raise P.ParamsError(f"scale {scale!r}: expected one of {', '.join(P.SCALES)}")
@@ -211,11 +215,13 @@ def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, forc
     chosen = [r for r in spec.rows if rows is None or r.id in rows]
     if rows is not None and (missing := set(rows) - {r.id for r in chosen}):
         raise P.ParamsError(f"table {table}: no rows {sorted(missing)}")
-    results, ran = {}, set()
+    results, ran, code = {}, set(), runs.code_version(spec.paper)
     for row in tqdm(chosen, desc=f"{table} ({scale})", unit="row", disable=not progress):
-        results[row.id] = run_row(root, spec, row, scale, force=force, ran=ran, progress=progress)
+        results[row.id] = run_row(root, spec, row, scale, force=force, ran=ran, progress=progress,
+                                  code=code)
     frame = assemble(spec, results, load_published(root, table))
-    write_results(frame, spec, table, scale, root)
+    if rows is None:
+        write_results(frame, spec, table, scale, root)
     return frame
 
 
