@@ -591,3 +591,80 @@ def test_merlot_repeated_video_is_an_error(tmp_path):
     write_text(tmp_path / "segments.jsonl", "\n".join(lines) + "\n")
     with pytest.raises(FormatError, match="line 3: video 'vid' is listed twice"):
         merlot.read_segments(tmp_path, check_videos=False)
+
+
+# --- multiple-choice video QA (TVQA / MSRVTT-MC style) ----------------------------------------
+
+from vidrepro.data.formats import videoqa
+
+
+def qa_items():
+    return [
+        videoqa.QAItem("q0", "vid0", "what happens first?", ("a", "b", "c", "d"), 2),
+        videoqa.QAItem("q1", "vid0", "what happens last?", ("e", "f", "g", "h"), 0),
+        videoqa.QAItem("q2", "vid1", "what happens right after a?", ("i", "j", "k", "l"), 3),
+    ]
+
+
+def qa_rows():
+    return [{"qid": i.qid, "video_id": i.video_id, "question": i.question,
+             "answers": list(i.answers), "answer": i.answer} for i in qa_items()]
+
+
+def test_videoqa_round_trip_real_layout(tmp_path):
+    for vid in ("vid0", "vid1"):
+        touch(videoqa.video_path(tmp_path, vid))
+    path = videoqa.annotation_path(tmp_path, "val")
+    videoqa.write_qa(path, qa_items())
+    assert path == tmp_path / "annotations" / "qa_val.json"
+    assert json.loads(path.read_text()) == qa_rows()
+    read = videoqa.read_qa(path, video_root=tmp_path / "videos")
+    assert list(read) == qa_items() and read.skipped.count == 0
+    assert list(videoqa.by_video(read)) == ["vid0", "vid1"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: r.pop("question"), r"entry 1 \(qid 'q1'\): missing key 'question'"),
+        (lambda r: r.update(answer=4), r"entry 1 \(qid 'q1'\): answer index 4 is out of range"),
+        (lambda r: r.update(answer=-1), r"entry 1 \(qid 'q1'\): answer index -1 is out of range"),
+        (lambda r: r.update(answer=True), r"entry 1 \(qid 'q1'\): 'answer' must be int"),
+        (lambda r: r.update(answers=[]), r"entry 1 \(qid 'q1'\): 'answers' is empty"),
+        (lambda r: r.update(answers=["e", 3, "g", "h"]),
+         r"entry 1 \(qid 'q1'\): answers\[1\] must be str"),
+        (lambda r: r.update(answers=["e", "f", "g"]),
+         r"entry 1 \(qid 'q1'\): has 3 answers, but entry 0 \(qid 'q0'\) has 4"),
+        (lambda r: r.update(qid="q0"), r"entry 1 \(qid 'q0'\): qid is listed twice"),
+        (lambda r: r.pop("qid"), r"entry 1: missing key 'qid'"),
+    ],
+)
+def test_videoqa_malformed_entry_raise_or_skip(tmp_path, change, message):
+    rows = qa_rows()
+    change(rows[1])
+    path = write_text(tmp_path / "qa_train.json", json.dumps(rows))
+    with pytest.raises(FormatError, match=rf"qa_train\.json: {message}"):
+        videoqa.read_qa(path)
+    kept = videoqa.read_qa(path, on_error="skip")
+    assert [i.qid for i in kept] == ["q0", "q2"] and kept.skipped.count == 1
+
+
+def test_videoqa_missing_video_raise_or_skip(tmp_path):
+    touch(videoqa.video_path(tmp_path, "vid1"))
+    videoqa.write_qa(tmp_path / "qa_test.json", qa_items())
+    message = r"qa_test\.json: entry 0 \(qid 'q0'\): video file .*vid0\.mp4 not found"
+    with pytest.raises(FormatError, match=message):
+        videoqa.read_qa(tmp_path / "qa_test.json", video_root=tmp_path / "videos")
+    kept = videoqa.read_qa(tmp_path / "qa_test.json", tmp_path / "videos", on_error="skip")
+    assert [i.qid for i in kept] == ["q2"] and kept.skipped.count == 2
+
+
+def test_videoqa_not_a_list_and_writer_refuses_what_the_reader_rejects(tmp_path):
+    path = write_text(tmp_path / "qa_val.json", json.dumps({"questions": []}))
+    with pytest.raises(FormatError, match=r"qa_val\.json: top level: expected a list"):
+        videoqa.read_qa(path, on_error="skip")
+    bad = [qa_items()[0], videoqa.QAItem("q9", "vid0", "?", ("a", "b"), 0)]
+    with pytest.raises(ValueError, match="q9"):
+        videoqa.write_qa(tmp_path / "out.json", bad)
+    with pytest.raises(ValueError, match="out of range"):
+        videoqa.write_qa(tmp_path / "out.json", [videoqa.QAItem("q", "v", "?", ("a",), 1)])

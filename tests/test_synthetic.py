@@ -189,3 +189,78 @@ def test_tour_shows_every_kind_through_the_readers(tmp_path, monkeypatch):
     assert len(figures[4].axes) == 4  # rgb, audio, val_1, val_2
     given = tour.dataset_roots(DataParams(captions_root="msrvtt"))
     assert given["captions"] == tmp_path / "msrvtt"
+
+
+# --- multiple-choice video QA (the qa kind) --------------------------------------------------
+
+from collections import Counter
+
+from vidrepro.data.formats import videoqa
+
+
+def steps_shown(text, scene, steps):
+    """The steps ``text`` describes: the object's colour at the step, then one of its phrases."""
+    return {k for k, e in enumerate(steps)
+            if text.startswith(f"the {language.colour_at(scene, 0, e.start)} ")
+            and any(text.endswith(" " + p.format(colour=e.arg))
+                    for p in language.EVENT_PHRASES[e.kind])}
+
+
+def right_step(question, scene, steps):
+    if question == "what happens first?":
+        return 0
+    if question == "what happens last?":
+        return len(steps) - 1
+    for word, shift in (("after", 1), ("before", -1)):
+        prefix = f"what happens right {word} "
+        if question.startswith(prefix):
+            (named,) = steps_shown(question[len(prefix):-1], scene, steps)  # names one step
+            return named + shift
+    raise AssertionError(question)
+
+
+def test_qa_round_trip_answers_are_the_videos_events_in_order(tmp_path):
+    size = replace(datasets.SIZES["tiny"], qa=(3, 1, 2))
+    out = datasets.build("qa", tmp_path / "qa", seed=4, size=size)
+    for s, (split, count) in enumerate(zip(datasets.SPLITS, size.qa)):
+        items = videoqa.read_qa(videoqa.annotation_path(out, split), video_root=out / "videos")
+        assert len(videoqa.by_video(items)) == count
+        assert len(items) == count * datasets.QA_QUESTIONS
+        for item in items:
+            i = int(item.video_id.removeprefix(split))
+            scene, steps = scenes.scripted_clip(datasets._rng(4, 6, s, i), datasets.QA_STEPS,
+                                                datasets.SEGMENT_SECONDS)
+            assert len(item.answers) == datasets.QA_ANSWERS == len(set(item.answers))
+            right = right_step(item.question, scene, steps)
+            assert right in steps_shown(item.answers[item.answer], scene, steps)
+            for k, text in enumerate(item.answers):  # no distractor looks like the right step
+                assert k == item.answer or right not in steps_shown(text, scene, steps)
+    video = videoqa.video_path(out, "train00000")
+    assert probe(video).duration == pytest.approx(10.0, abs=0.3)
+
+
+def test_qa_is_deterministic_per_video(tmp_path):
+    a = datasets.build("qa", tmp_path / "a", seed=1, size=replace(SMALL, qa=(2, 1, 0)))
+    b = datasets.build("qa", tmp_path / "b", seed=1, size=replace(SMALL, qa=(1, 1, 0)))
+    train_a = videoqa.read_qa(videoqa.annotation_path(a, "train"))
+    train_b = videoqa.read_qa(videoqa.annotation_path(b, "train"))
+    assert list(train_b) == [q for q in train_a if q.video_id == "train00000"]
+    assert videoqa.annotation_path(a, "val").read_text() == \
+        videoqa.annotation_path(b, "val").read_text()
+    assert datasets.locate("qa", str(a)) == a
+
+
+def test_qa_options_unique_and_answer_position_uniform():
+    """Without rendering: 400 videos' questions, the right option's position near 1/4 each."""
+    positions, templates = Counter(), Counter()
+    for i in range(400):
+        rng = datasets._rng(0, 6, 0, i)
+        scene, steps = scenes.scripted_clip(rng, datasets.QA_STEPS, datasets.SEGMENT_SECONDS)
+        for item in datasets.qa_items(scene, steps, rng, f"v{i}"):
+            assert len(set(item.answers)) == datasets.QA_ANSWERS
+            positions[item.answer] += 1
+            templates[item.question.split()[2].rstrip("?")] += 1
+    total = sum(positions.values())
+    assert total == 400 * datasets.QA_QUESTIONS
+    assert all(0.2 < positions[k] / total < 0.3 for k in range(datasets.QA_ANSWERS)), positions
+    assert set(templates) == {"first", "last", "right"} and templates["right"] > total / 3

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import params as P
 from . import notebooks, runs, tables
+from .data.synthetic import datasets
 from .paths import project_root
 
 
@@ -71,7 +72,6 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from .data.synthetic import datasets
 
     kinds = datasets.KINDS if args.kind == "all" else (args.kind,)
     for kind in kinds:
@@ -107,8 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="synthetic datasets in the real formats")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     synth = data_sub.add_parser("synth", help="generate (or find) a synthetic dataset")
-    synth.add_argument("--kind", default="all", choices=("all", "captions", "images", "pretrain",
-                                                         "stories", "dense", "states"))
+    synth.add_argument("--kind", default="all", choices=("all", *datasets.KINDS))
     synth.add_argument("--out", help="folder (default: $VIDREPRO_DATA or data/, "
                                      "synthetic/<size>-seed<seed>/<kind>)")
     synth.add_argument("--seed", type=int, default=0)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import plots
 from ..video import read_audio, sample_frames
-from .formats import activitynet, changeit, lavis, merlot, vist
+from .formats import activitynet, changeit, lavis, merlot, videoqa, vist
 from .formats.activitynet import I3D_DIR, VGGISH_DIR
 from .synthetic import datasets
 
@@ -21,9 +21,10 @@ STATE_NAMES = {changeit.BACKGROUND: "bg", changeit.INITIAL_STATE: "initial",
 
 
 def dataset_roots(params) -> dict[str, Path]:
-    """Each kind's folder from its ``<kind>_root`` param (see ``datasets.locate``)."""
+    """Each kind's folder from its ``<kind>_root`` param (see ``datasets.locate``); kinds the
+    params have no root for are left out, not generated."""
     return {kind: datasets.locate(kind, getattr(params, f"{kind}_root"), params.seed, params.size)
-            for kind in datasets.KINDS}
+            for kind in datasets.KINDS if hasattr(params, f"{kind}_root")}
 
 
 def caption_clip(root: Path, split: str = "test", index: int = 0, num_frames: int = 8):
@@ -48,6 +49,19 @@ def pretrain_video(root: Path, index: int = 0):
     path = merlot.video_path(root, video.video_id)
     frames = sample_frames(path, num_frames=len(video.segments))
     return plots.frame_grid(frames, [s.text for s in video.segments], ncols=4, width=2.6)
+
+
+def qa_video(root: Path, split: str = "val", index: int = 0):
+    """A QA video's frames (one per step) and its questions with the right answer starred."""
+    items = videoqa.by_video(videoqa.read_qa(videoqa.annotation_path(root, split)))
+    video_id = list(items)[index]
+    frames = sample_frames(videoqa.video_path(root, video_id), num_frames=5)
+    lines = [f"{q.question}  " + " | ".join(("*" if k == q.answer else "") + a
+                                             for k, a in enumerate(q.answers))
+             for q in items[video_id]]
+    fig = plots.frame_grid(frames, [""] * len(frames), ncols=5, width=2.6)
+    fig.suptitle("\n".join(lines), fontsize=8, y=0.02, va="top")
+    return fig
 
 
 def story(root: Path, split: str = "val", index: int = 0):
@@ -144,6 +158,10 @@ def summary(roots: dict[str, Path]) -> dict[str, int]:
         videos = activitynet.read_annotations(roots["dense"] / f"{split}.json")
         out[f"dense_videos_{split}"] = len(videos)
         out[f"dense_events_{split}"] = sum(len(v.events) for v in videos)
+    if "qa" in roots:
+        for split in ("train", "test"):
+            out[f"qa_questions_{split}"] = len(videoqa.read_qa(videoqa.annotation_path(
+                roots["qa"], split)))
     categories = changeit.read_categories(roots["states"])
     out["state_categories"] = len(categories)
     out["state_videos"] = sum(len(changeit.read_scores(roots["states"], c.name)) for c in categories)

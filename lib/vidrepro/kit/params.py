@@ -31,6 +31,7 @@ class DataParams(Params):
     stories_root: str = Field("", description="VIST: sis/ and images/<split>/")
     dense_root: str = Field("", description="ActivityNet Captions JSON + BMT feature folders")
     states_root: str = Field("", description="ChangeIt annotations, videos under video_root/")
+    qa_root: str = Field("", description="multiple-choice video QA: annotations/qa_<split>.json")
 
 
 NOTEBOOKS = {"00_selfcheck": SelfcheckParams, "00_data": DataParams}

@@ -8,6 +8,7 @@ synthetic data through the same readers, so each module follows the files as dis
 * ``vist``: VIST / SIND "story-in-sequence" stories and their photos;
 * ``activitynet``: ActivityNet Captions JSON and BMT's I3D / VGGish ``.npy`` features;
 * ``changeit``: ChangeIt categories, relevance scores, per-second labels, video files;
+* ``videoqa``: multiple-choice video QA (TVQA / MSRVTT-MC style JSON, one file per split);
 * ``merlot``: MERLOT-style pretraining videos with transcript segments (the kit's layout);
 * ``errors``: ``FormatError`` and the skip-and-count policy (``Records``, ``Skipped``).
 """

@@ -19,6 +19,8 @@ dense         ``videos/*.mp4``, ``{train,val_1,val_2}``      ActivityNet Caption
 states        ``categories.csv``, ``videos/<cat>.csv``,      ChangeIt
               ``annotations/<cat>/<id>.fps1.csv``,
               ``video_root/<cat>/<id>.mp4``
+qa            ``videos/<id>.mp4``,                           TVQA / MSRVTT-MC (MERLOT's
+              ``annotations/qa_{split}.json``                multiple-choice finetuning)
 ============  ===========================================  =================================
 
 Every kind is deterministic in ``seed`` (each item draws from its own child generator, so
@@ -37,11 +39,11 @@ from tqdm.auto import tqdm
 
 from ...paths import data_root
 from ...video import write_video
-from ..formats import activitynet, changeit, lavis, merlot, vist
+from ..formats import activitynet, changeit, lavis, merlot, videoqa, vist
 from . import audio, features, language, render, scenes, states
-from .world import Scene
+from .world import COLOURS, Event, Scene
 
-KINDS = ("captions", "images", "pretrain", "stories", "dense", "states")
+KINDS = ("captions", "images", "pretrain", "stories", "dense", "states", "qa")
 SPLITS = ("train", "val", "test")
 
 
@@ -58,15 +60,16 @@ class Size:
     dense: tuple[int, int]  # train, val videos
     state_videos: tuple[int, int]  # per category: train, test
     state_categories: int
+    qa: tuple[int, int, int]  # train, val, test videos (QA_QUESTIONS questions each)
 
 
 SIZES = {
     "tiny": Size(frame=64, fps=8, clips=(160, 24, 40), refs=10, images=300, pretrain_videos=80,
                  segments=8, stories=(120, 40, 40), dense=(60, 20), state_videos=(24, 6),
-                 state_categories=4),
+                 state_categories=4, qa=(90, 20, 30)),
     "small": Size(frame=96, fps=8, clips=(1200, 100, 300), refs=20, images=3000,
                   pretrain_videos=800, segments=8, stories=(1000, 200, 200), dense=(400, 100),
-                  state_videos=(120, 15), state_categories=6),
+                  state_videos=(120, 15), state_categories=6, qa=(800, 100, 200)),
 }
 CLIP_SECONDS = 3.0
 SEGMENT_SECONDS = 2.0
@@ -212,8 +215,124 @@ def build_states(out: Path, seed: int, size: Size) -> None:
         changeit.write_scores(out, cat.name, scores)
 
 
+QA_STEPS, QA_QUESTIONS, QA_ANSWERS = 5, 3, 4
+QA_TEMPLATES = ("first", "last", "after", "before")
+
+
+@dataclass(frozen=True)
+class _Video:
+    """A scripted QA video and how its events are worded: one shape word for the object all
+    through (its colour as it looks at each event), one clause per step."""
+
+    scene: Scene
+    steps: list[Event]
+    word: str
+    texts: list[str]
+
+    def looks(self, k: int) -> tuple:
+        """What step ``k`` shows, regardless of when: two steps that look the same cannot be
+        told apart by content, so neither is named in a question or is the other's
+        distractor."""
+        e = self.steps[k]
+        return e.kind, e.arg, language.colour_at(self.scene, e.obj, e.start)
+
+
+def _word_video(scene: Scene, steps: list[Event], rng: np.random.Generator) -> _Video:
+    """Word each step, with distinct clauses where the synonyms allow."""
+    words = language.SHAPE_WORDS[scene.objects[0].shape]
+    word = words[rng.integers(len(words))]
+    texts: list[str] = []
+    for e in steps:
+        name = f"the {language.colour_at(scene, e.obj, e.start)} {word}"
+        for _ in range(10):
+            text = language.clause(e, scene, rng, name)
+            if text not in texts:
+                break
+        texts.append(text)
+    return _Video(scene, steps, word, texts)
+
+
+def _made_up(video: _Video, rng: np.random.Generator, taken: list[str]) -> str:
+    """A clause about the object that matches no step of the video: the last-resort
+    distractor when the video's own steps cannot fill the options."""
+    looks = {video.looks(k) for k in range(len(video.steps))}
+    colours = sorted({c for _, _, c in looks})
+    kinds = sorted(language.EVENT_PHRASES)
+    while True:
+        kind, colour = kinds[rng.integers(len(kinds))], colours[rng.integers(len(colours))]
+        others = [c for c in COLOURS if c != colour]
+        arg = others[rng.integers(len(others))] if kind == "change_colour" else None
+        if (kind, arg, colour) in looks:
+            continue
+        event = Event(kind, 0.0, 0.0, 0, arg)
+        text = language.clause(event, video.scene, rng, f"the {colour} {video.word}")
+        if text not in taken:
+            return text
+
+
+def _options(video: _Video, right: int, named: int | None,
+             rng: np.random.Generator) -> tuple[tuple[str, ...], int]:
+    """The right clause and QA_ANSWERS - 1 distractors, shuffled: other steps of the same
+    video first (only their order tells them apart), made-up events if those run out."""
+    options = [video.texts[right]]
+    for k in rng.permutation(len(video.steps)):
+        if len(options) == QA_ANSWERS:
+            break
+        if k not in (right, named) and video.looks(k) != video.looks(right) \
+                and video.texts[k] not in options:
+            options.append(video.texts[k])
+    while len(options) < QA_ANSWERS:
+        options.append(_made_up(video, rng, options))
+    order = rng.permutation(QA_ANSWERS)
+    return tuple(options[j] for j in order), int(np.flatnonzero(order == 0)[0])
+
+
+def _questions(video: _Video, rng: np.random.Generator) -> list[tuple[str, int, int | None]]:
+    """(question, right step, step the question names) for up to QA_QUESTIONS different
+    templates in random order; "right after/before" names a step that looks like no other."""
+    n = len(video.steps)
+    unique = [k for k in range(n) if [video.looks(j) for j in range(n)].count(video.looks(k)) == 1]
+    out: list[tuple[str, int, int | None]] = []
+    for t in rng.permutation(len(QA_TEMPLATES)):
+        template = QA_TEMPLATES[t]
+        if template in ("first", "last"):
+            out.append((f"what happens {template}?", 0 if template == "first" else n - 1, None))
+            continue
+        shift = 1 if template == "after" else -1
+        if anchors := [k for k in unique if 0 <= k + shift < n]:
+            k = anchors[rng.integers(len(anchors))]
+            out.append((f"what happens right {template} {video.texts[k]}?", k + shift, k))
+    return out[:QA_QUESTIONS]
+
+
+def qa_items(scene: Scene, steps: list[Event], rng: np.random.Generator,
+             video_id: str) -> list[videoqa.QAItem]:
+    """The questions about one scripted video, each with its options shuffled."""
+    video = _word_video(scene, steps, rng)
+    items = []
+    for q, (question, right, named) in enumerate(_questions(video, rng)):
+        answers, answer = _options(video, right, named, rng)
+        items.append(videoqa.QAItem(f"{video_id}_q{q}", video_id, question, answers, answer))
+    return items
+
+
+def build_qa(out: Path, seed: int, size: Size) -> None:
+    n = 0
+    for s, (split, count) in enumerate(zip(SPLITS, size.qa)):
+        items: list[videoqa.QAItem] = []
+        for i in tqdm(range(count), desc=f"qa/{split}", leave=False):
+            rng = _rng(seed, 6, s, i)
+            scene, steps = scenes.scripted_clip(rng, QA_STEPS, SEGMENT_SECONDS)
+            vid = f"{split}{i:05d}"
+            n += 1
+            _write_clip(videoqa.video_path(out, vid), scene, size, seed + n, fps=4)
+            items += qa_items(scene, steps, rng, vid)
+        videoqa.write_qa(videoqa.annotation_path(out, split), items)
+
+
 BUILDERS = {"captions": build_captions, "images": build_images, "pretrain": build_pretrain,
-            "stories": build_stories, "dense": build_dense, "states": build_states}
+            "stories": build_stories, "dense": build_dense, "states": build_states,
+            "qa": build_qa}
 
 
 def build(kind: str, out: str | Path, seed: int = 0, size: str | Size = "tiny") -> Path:
