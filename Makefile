@@ -1,10 +1,11 @@
 # vidrepro: every target creates the environment first if it is missing.
-#   make reproduce [TABLE=blip2_ablation] [SCALE=tiny|full]    regenerate a result table
+#   make reproduce [TABLE=blip2_ablation] [SCALE=tiny|full] [SEEDS=1]   regenerate a table
 #   make test                                                  pytest + notebook checks (CI)
 PYTHON ?= python3
 VENV   ?= .venv
 TABLE  ?= blip2_ablation
 SCALE  ?= tiny
+SEEDS  ?= 1
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vidrepro-installed
 
@@ -33,7 +34,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
 reproduce: setup
-	$(BIN)/vidrepro reproduce $(TABLE) --scale $(SCALE)
+	$(BIN)/vidrepro reproduce $(TABLE) --scale $(SCALE) --seeds $(SEEDS)
 
 check: setup
 	$(BIN)/vidrepro check

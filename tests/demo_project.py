@@ -14,6 +14,7 @@ from vidrepro import params as P
 class MakeParams(P.Params):
     size: int
     fail: bool = False
+    seed: int = 0
 
 
 class ScoreParams(P.Params):
@@ -37,7 +38,7 @@ while (Path.cwd() / "hold").exists():  # lets a test kill the step mid-run
 if fail:
     raise ValueError("boom")
 out = runs.run_dir() / "artifact.txt"
-out.write_text("x" * size)
+out.write_text("x" * (size + seed))
 runs.log_output("artifact", out)
 runs.log_metrics(size=size)
 """
@@ -95,14 +96,14 @@ def notebook(params_src: str, body: str) -> nbformat.NotebookNode:
 def build(root: Path) -> Path:
     """Write the demo project under ``root`` and return it."""
     (root / "notebooks" / "demo").mkdir(parents=True)
-    nbformat.write(notebook("size = 3\nfail = False", MAKE),
+    nbformat.write(notebook("size = 3\nfail = False\nseed = 0", MAKE),
                    root / "notebooks" / "demo" / "01_make.ipynb")
     nbformat.write(notebook('artifact = ""\nscale = 1.0', SCORE),
                    root / "notebooks" / "demo" / "02_score.ipynb")
     for scale in P.SCALES:
         d = root / "params" / "demo" / scale
         d.mkdir(parents=True)
-        (d / "01_make.yaml").write_text("size: 3\nfail: false\n")
+        (d / "01_make.yaml").write_text("size: 3\nfail: false\nseed: 0\n")
         (d / "02_score.yaml").write_text('artifact: ""\nscale: 1.0\n')
     (root / "params" / "tables").mkdir(parents=True)
     (root / "params" / "tables" / "demo.yaml").write_text(TABLE)

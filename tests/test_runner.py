@@ -23,7 +23,7 @@ def test_run_writes_executed_notebook_and_provenance(demo_root, capsys):
     record = json.loads((out / "metrics.json").read_text())
     assert record["status"] == "finished"
     assert record["metrics"] == {"size": 5}
-    assert record["params"] == {"size": 5, "fail": False}
+    assert record["params"] == {"size": 5, "fail": False, "seed": 0}
     assert record["params_hash"] == P.Params.digest(runs_params(record))
     prov = record["provenance"]
     assert {"git_commit", "code_version", "packages", "host", "start", "duration_s"} <= set(prov)
@@ -65,6 +65,19 @@ def test_reproduce_shares_steps_reuses_and_writes_results(demo_root):
 
     tables.reproduce("demo", "tiny", root=demo_root, progress=False, force=True)
     assert len(executions(demo_root)) == 6
+
+
+def test_seeds_average_rows_and_report_their_spread(demo_root):
+    frame = tables.reproduce("demo", "tiny", root=demo_root, progress=False, seeds=3)
+    # seeds 0, 1, 2 make 3, 4, 5 chars: plain scores 3, 4, 5 (x1), scaled 6, 8, 10
+    assert frame["score"].tolist() == [4.0, 8.0] and frame["score_std"].tolist() == [1.0, 2.0]
+    assert sorted(executions(demo_root)) == ["make"] * 3 + ["score"] * 6
+    md = (demo_root / "results" / "demo_3seeds.md").read_text()
+    assert "make reproduce TABLE=demo SCALE=tiny SEEDS=3" in md
+    assert "(score: scaled 8.0 ± 2.0 > plain 4.0 ± 1.0)" in md
+    assert not (demo_root / "results" / "demo.md").exists()
+    tables.reproduce("demo", "tiny", root=demo_root, progress=False)  # seed 0: all reused
+    assert len(executions(demo_root)) == 9
 
 
 def test_some_rows_run_without_replacing_the_results(demo_root):

@@ -1,7 +1,7 @@
 """``vidrepro`` command line: what the Makefile and cluster users call.
 
     vidrepro run NOTEBOOK [--params FILE] [--scale tiny] [-p key=value ...] [--out DIR]
-    vidrepro reproduce TABLE [--scale tiny|full] [--force] [--rows a,b]
+    vidrepro reproduce TABLE [--scale tiny|full] [--force] [--rows a,b] [--seeds N]
     vidrepro data synth [--kind KIND|all] [--out DIR] [--seed N] [--size tiny|small]
     vidrepro check            validate every table and params file at both scales
     vidrepro tables           list the tables
@@ -39,7 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     root = project_root()
     rows = args.rows.split(",") if args.rows else None
-    frame = tables.reproduce(args.table, args.scale, root=root, force=args.force, rows=rows)
+    frame = tables.reproduce(args.table, args.scale, root=root, force=args.force, rows=rows,
+                             seeds=args.seeds)
     print(frame.to_string(index=False))
     if rows is None:
         print(f"written: {tables.results_dir(root, args.scale) / args.table}.{{md,csv,png}}")
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--scale", default="tiny", choices=P.SCALES)
     rep.add_argument("--force", action="store_true", help="rerun finished steps too")
     rep.add_argument("--rows", help="comma-separated row ids (default: all)")
+    rep.add_argument("--seeds", type=int, default=1,
+                     help="run every row with seeds 0..N-1: means and standard deviations")
     rep.set_defaults(func=cmd_reproduce)
 
     data = sub.add_parser("data", help="synthetic datasets in the real formats")

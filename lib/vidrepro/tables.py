@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
@@ -160,8 +161,12 @@ def _resolve(value: Any, done: dict[str, runs.RunResult]) -> Any:
 
 
 def step_params(root: Path, paper: str, step: StepSpec, scale: str,
-                resolve=lambda v: v) -> P.Params:
+                resolve=lambda v: v, seed: int | None = None) -> P.Params:
+    """A step's params: its notebook's params file, the table's overrides, and ``seed`` for
+    every step that has a ``seed`` parameter (the repeated runs of ``--seeds``)."""
     overrides = {k: resolve(v) for k, v in step.overrides(scale).items()}
+    if seed is not None and "seed" in P.schema_for(paper, step.notebook).model_fields:
+        overrides["seed"] = seed
     return notebooks.load_params(root, notebook_path(root, paper, step.notebook), scale,
                                  overrides=overrides)
 
@@ -179,8 +184,8 @@ def check_table(root: Path, table: str, scale: str) -> TableSpec:
 
 
 def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: bool = False,
-            ran: set[str] | None = None, progress: bool = True, code: str | None = None
-            ) -> dict[str, runs.RunResult]:
+            ran: set[str] | None = None, progress: bool = True, code: str | None = None,
+            seed: int | None = None) -> dict[str, runs.RunResult]:
     """Run a row's steps in order. ``ran`` collects the keys executed in this invocation, so
     that ``force`` reruns a step shared by several rows once, not once per row; ``code`` is the
     source version the whole table is keyed on."""
@@ -188,15 +193,17 @@ def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: boo
     code = code or runs.code_version(spec.paper)
     done: dict[str, runs.RunResult] = {}
     for step in row.steps:
-        params = step_params(root, spec.paper, step, scale, resolve=lambda v: _resolve(v, done))
+        params = step_params(root, spec.paper, step, scale, resolve=lambda v: _resolve(v, done),
+                             seed=seed)
         nb = notebook_path(root, spec.paper, step.notebook)
         key = runs.step_key(nb, params, {k: r.record["key"] for k, r in done.items()}, code)
         folder = root / "runs" / scale / spec.paper / step.notebook / key[:16]
         if (not force or key in ran) and runs.is_finished(folder, key):
             done[step.id] = runs.RunResult(folder, runs.read_record(folder))
-            tqdm.write(f"[{row.id}] {step.id}: reused {folder.relative_to(root)}")
+            tqdm.write(f"[{row.id if seed is None else f'{row.id} seed {seed}'}] {step.id}: reused {folder.relative_to(root)}")
             continue
-        tqdm.write(f"[{row.id}] {step.id}: running {nb.relative_to(root)} -> "
+        tag = row.id if seed is None else f"{row.id} seed {seed}"
+        tqdm.write(f"[{tag}] {step.id}: running {nb.relative_to(root)} -> "
                    f"{folder.relative_to(root)}")
         done[step.id] = runs.execute(nb, params, folder, key=key, root=root, progress=progress,
                                      extra={"scale": scale})
@@ -205,42 +212,54 @@ def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: boo
 
 
 def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, force: bool = False,
-              rows: list[str] | None = None, progress: bool = True) -> pd.DataFrame:
+              rows: list[str] | None = None, progress: bool = True, seeds: int = 1
+              ) -> pd.DataFrame:
     """Run what is missing for ``table`` and write ``results/`` (tiny) or ``results/full/``;
-    with ``rows``, only return those rows (a partial table never replaces the published one)."""
+    with ``rows``, only return those rows (a partial table never replaces the published one).
+    ``seeds`` > 1 runs every row with seeds 0..n-1 and reports means and standard deviations
+    (in ``<table>_<n>seeds.*``)."""
     root = (root or project_root()).resolve()
     if scale not in P.SCALES:
         raise P.ParamsError(f"scale {scale!r}: expected one of {', '.join(P.SCALES)}")
+    if seeds < 1:
+        raise P.ParamsError(f"seeds must be >= 1, got {seeds}")
     spec = check_table(root, table, scale)
     chosen = [r for r in spec.rows if rows is None or r.id in rows]
     if rows is not None and (missing := set(rows) - {r.id for r in chosen}):
         raise P.ParamsError(f"table {table}: no rows {sorted(missing)}")
-    results, ran, code = {}, set(), runs.code_version(spec.paper)
-    for row in tqdm(chosen, desc=f"{table} ({scale})", unit="row", disable=not progress):
-        results[row.id] = run_row(root, spec, row, scale, force=force, ran=ran, progress=progress,
-                                  code=code)
-    frame = assemble(spec, results, load_published(root, table))
+    per_seed: list[dict] = []
+    ran, code = set(), runs.code_version(spec.paper)
+    jobs = [(seed, row) for seed in range(seeds) for row in chosen]
+    for seed, row in tqdm(jobs, desc=f"{table} ({scale})", unit="row", disable=not progress):
+        if seed == len(per_seed):
+            per_seed.append({})
+        per_seed[seed][row.id] = run_row(root, spec, row, scale, force=force, ran=ran,
+                                         progress=progress, code=code,
+                                         seed=seed if seeds > 1 else None)
+    frame = assemble(spec, per_seed, load_published(root, table))
     if rows is None:
-        write_results(frame, spec, table, scale, root)
+        write_results(frame, spec, table if seeds == 1 else f"{table}_{seeds}seeds", scale, root,
+                      seeds)
     return frame
 
 
 # --- results ---------------------------------------------------------------------------------
 
-def assemble(spec: TableSpec, results: dict[str, dict[str, runs.RunResult]],
+def assemble(spec: TableSpec, per_seed: list[dict[str, dict[str, runs.RunResult]]],
              published: Published | None) -> pd.DataFrame:
+    """One record per row: the metrics (their mean over seeds, and ``<metric>_std`` with more
+    than one seed) and the published numbers."""
     records = []
     for row in spec.rows:
-        if row.id not in results:
+        if row.id not in per_seed[0]:
             continue
-        metrics = results[row.id][row.metrics_step].metrics
         record: dict[str, Any] = {"row": row.id}
         record.update({c: row.columns.get(c, "") for c in spec.columns})
         for m in spec.metrics:
-            if m not in metrics:
-                raise KeyError(f"row {row.id!r}: step {row.metrics_step!r} logged no metric "
-                               f"{m!r} (it logged: {', '.join(sorted(metrics)) or 'none'})")
-            record[m] = round(float(metrics[m]) * spec.metric_scale, 2)
+            values = [_metric(results[row.id], row, m) * spec.metric_scale for results in per_seed]
+            record[m] = round(float(np.mean(values)), 2)
+            if len(per_seed) > 1:
+                record[f"{m}_std"] = round(float(np.std(values, ddof=1)), 2)
         if published is not None:
             for m in spec.metrics:
                 if any(m in v for v in published.rows.values()):
@@ -249,29 +268,41 @@ def assemble(spec: TableSpec, results: dict[str, dict[str, runs.RunResult]],
     return pd.DataFrame.from_records(records)
 
 
+def _metric(results: dict[str, runs.RunResult], row: RowSpec, metric: str) -> float:
+    metrics = results[row.metrics_step].metrics
+    if metric not in metrics:
+        raise KeyError(f"row {row.id!r}: step {row.metrics_step!r} logged no metric "
+                       f"{metric!r} (it logged: {', '.join(sorted(metrics)) or 'none'})")
+    return float(metrics[metric])
+
+
 def results_dir(root: Path, scale: str) -> Path:
     return root / "results" if scale == "tiny" else root / "results" / scale
 
 
 def write_results(frame: pd.DataFrame, spec: TableSpec, table: str, scale: str,
-                  root: Path) -> list[Path]:
+                  root: Path, seeds: int = 1) -> list[Path]:
     out = results_dir(root, scale)
     out.mkdir(parents=True, exist_ok=True)
     csv, md, png = (out / f"{table}.{ext}" for ext in ("csv", "md", "png"))
     frame.to_csv(csv, index=False)
-    md.write_text(to_markdown(frame, spec, table, scale))
+    md.write_text(to_markdown(frame, spec, table, scale, seeds))
     plot_table(frame, spec, png)
     return [csv, md, png]
 
 
-def to_markdown(frame: pd.DataFrame, spec: TableSpec, table: str, scale: str) -> str:
+def to_markdown(frame: pd.DataFrame, spec: TableSpec, table: str, scale: str,
+                seeds: int = 1) -> str:
     cols = list(frame.columns)
     lines = [f"# {spec.title}", ""]
     if spec.description:
         lines += [spec.description.strip(), ""]
-    lines += [f"Regenerate: `make reproduce TABLE={table} SCALE={scale}` "
-              f"(metrics x{spec.metric_scale:g}; `*_published` columns: the paper's numbers "
-              f"for the matching full-scale row).", ""]
+    name = table.removesuffix(f"_{seeds}seeds")
+    command = f"make reproduce TABLE={name} SCALE={scale}" + (f" SEEDS={seeds}" if seeds > 1 else "")
+    spread = (f"; the mean over seeds 0..{seeds - 1}, `*_std` their standard deviation"
+              if seeds > 1 else "")
+    lines += [f"Regenerate: `{command}` (metrics x{spec.metric_scale:g}{spread}; `*_published` "
+              f"columns: the paper's numbers for the matching full-scale row).", ""]
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + "|".join("---" for _ in cols) + "|")
     for _, r in frame.iterrows():
@@ -285,6 +316,13 @@ def to_markdown(frame: pd.DataFrame, spec: TableSpec, table: str, scale: str) ->
 def check_findings(frame: pd.DataFrame, spec: TableSpec) -> list[str]:
     """One line per finding: holds or not, with the numbers it rests on."""
     value = {(r["row"], m): r[m] for _, r in frame.iterrows() for m in spec.metrics}
+    std = {(r["row"], m): r[f"{m}_std"] for _, r in frame.iterrows() for m in spec.metrics
+           if f"{m}_std" in frame.columns}
+
+    def shown(row: str, metric: str) -> str:
+        spread = f" ± {std[row, metric]:.1f}" if (row, metric) in std else ""
+        return f"{row} {value[row, metric]:.1f}{spread}"
+
     out = []
     for f in spec.findings:
         pairs = [(a, b) for a, b in f.pairs if (a, f.metric) in value and (b, f.metric) in value]
@@ -292,8 +330,8 @@ def check_findings(frame: pd.DataFrame, spec: TableSpec) -> list[str]:
             continue
         held = [value[a, f.metric] > value[b, f.metric] for a, b in pairs]
         verdict = "holds" if all(held) else f"does not hold ({sum(held)} of {len(held)} pairs)"
-        numbers = "; ".join(f"{a} {value[a, f.metric]:.1f} {'>' if h else '<='} "
-                            f"{b} {value[b, f.metric]:.1f}" for (a, b), h in zip(pairs, held))
+        numbers = "; ".join(f"{shown(a, f.metric)} {'>' if h else '<='} {shown(b, f.metric)}"
+                            for (a, b), h in zip(pairs, held))
         out.append(f"{f.claim}: **{verdict}** ({f.metric}: {numbers})")
     return out
 
