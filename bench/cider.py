@@ -23,8 +23,6 @@ import argparse
 import datetime
 import importlib.metadata
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +32,7 @@ import numpy as np
 from pycocoevalcap.cider.cider import Cider
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from machine import describe  # noqa: E402  (bench/machine.py)
 from vidrepro.kit.selfcheck import cider_agreement  # noqa: E402
 from vidrepro.metrics.cider import CiderD, cider_d  # noqa: E402
 
@@ -54,15 +53,6 @@ def synthetic_corpus(
         return " ".join(words[rng.choice(vocab, rng.integers(6, 15), p=p)])
 
     return {i: [caption() for _ in range(n_refs)] for i in range(n_items)}, rng, caption
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line for line in f if line.startswith("model name"))
-        return model.split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -130,15 +120,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu": cpu_model(),
-            "cpu_count": os.cpu_count(),
-            "load_avg_1min": os.getloadavg()[0],
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "pycocoevalcap": importlib.metadata.version("pycocoevalcap"),
-        },
+        "machine": describe(numpy=np.__version__,
+                            pycocoevalcap=importlib.metadata.version("pycocoevalcap")),
         "quick": args.quick,
         "eval": {
             "items": len(gts), "refs_per_item": 20, "reps": eval_reps,

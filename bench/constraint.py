@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +37,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from machine import describe  # noqa: E402  (bench/machine.py)
 from vidrepro.object_states.constraint import (
     best_state_change,
     brute_force_state_change,
@@ -48,15 +47,6 @@ TARGET = 1000.0
 TARGET_LENGTH = 256
 CUBE_ELEMENTS = 1 << 25  # scores per brute-force chunk (128 MB in float32)
 INNER = 20  # calls of ours per repetition
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line for line in f if line.startswith("model name"))
-        return model.split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 def timed(fn: Callable[[], object], device: torch.device, calls: int = 1) -> float:
@@ -111,16 +101,8 @@ def run_one(length: int, max_distance: int | None, reps: int, batch: int,
 
 
 def machine(device: torch.device) -> dict[str, object]:
-    info: dict[str, object] = {
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_1min": os.getloadavg()[0],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": str(device),
-    }
+    info = describe(torch_threads=torch.get_num_threads(), torch=torch.__version__,
+                    device=str(device))
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
