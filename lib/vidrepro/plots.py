@@ -48,6 +48,24 @@ def curves(history: dict[str, Sequence[float]], xlabel: str = "step", title: str
     return fig
 
 
+def heatmap(matrix: np.ndarray, xlabel: str, ylabel: str, title: str = "",
+            ticks: Sequence[str] | None = None):
+    """A count or probability matrix with its values written in (confusions, pair tables)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(0.6 * matrix.shape[1] + 1.6, 0.6 * matrix.shape[0] + 1.2))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=7,
+                color="white" if v > matrix.max() / 2 else "black")
+    if ticks is not None:
+        ax.set_xticks(range(matrix.shape[1]), ticks)
+        ax.set_yticks(range(matrix.shape[0]), ticks)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    fig.tight_layout()
+    return fig
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB."""
     from PIL import Image

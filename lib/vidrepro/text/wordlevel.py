@@ -24,9 +24,11 @@ def words(text: str) -> list[str]:
     return re.findall(r"\w+|[^\w\s]", text.lower())
 
 
-def build(corpus: Iterable[str], min_count: int = 1) -> PreTrainedTokenizerFast:
+def build(corpus: Iterable[str], min_count: int = 1, extra_specials: tuple[str, ...] = ()
+          ) -> PreTrainedTokenizerFast:
+    """``extra_specials`` (e.g. MERLOT's mask and segment-start tokens) take ids 3, 4, ..."""
     counts = Counter(w for text in corpus for w in words(text))
-    vocab = {tok: i for i, tok in enumerate(SPECIALS)}
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + tuple(extra_specials))}
     for word, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         if n >= min_count:
             vocab[word] = len(vocab)
@@ -37,4 +39,5 @@ def build(corpus: Iterable[str], min_count: int = 1) -> PreTrainedTokenizerFast:
     core.post_processor = processors.TemplateProcessing(
         single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, vocab[EOS])])
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, eos_token=EOS,
-                                   unk_token=UNK, model_max_length=64)
+                                   unk_token=UNK, model_max_length=64,
+                                   additional_special_tokens=list(extra_specials))

@@ -1,0 +1,67 @@
+"""Parameters of the MERLOT notebooks (``notebooks/merlot/``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ..params import Params
+
+
+class Data(Params):
+    """Empty roots mean the synthetic data (generated if missing); otherwise folders relative
+    to ``$VIDREPRO_DATA`` in the layouts of ``vidrepro.data.formats``."""
+
+    pretrain_root: str = ""
+    stories_root: str = ""
+    qa_root: str = ""
+    data_seed: int = 0
+    data_size: Literal["tiny", "small"] = "tiny"
+    image_size: int = Field(64, gt=0)
+    seed: int = 0
+
+
+class Optim(Params):
+    steps: int = Field(ge=0)
+    lr: float = Field(gt=0)
+    warmup: int = 0
+    weight_decay: float = 0.1
+    batch_size: int = Field(gt=0)
+    checkpoint_every: int = 100
+    fsdp: bool = Field(False, description="shard parameters over the devices (else replicate)")
+
+
+class PretrainParams(Data, Optim):
+    model: str = Field("tiny", description="a config in vidrepro/merlot/configs/")
+    precision: Literal["fp32", "bf16"] = "fp32"
+    segments: int = Field(5, ge=2, description="segments per example (the paper: 4; stories "
+                                                "have 5)")
+    contrastive_weight: float = Field(0.25, ge=0)
+    mlm_weight: float = Field(1.0, ge=0)
+    temporal_weight: float = Field(1.0, ge=0)
+    temperature: float = Field(0.05, gt=0)
+    mask_rate: float = Field(0.2, gt=0, lt=1)
+    shuffle_prob: float = Field(0.4, ge=0, le=1)
+    shuffle_counts: list[int] = Field([2, 3, 4], min_length=1)
+
+
+class StoryParams(Data):
+    checkpoint: str = Field("", description="a pretrained model folder ('' for method=random)")
+    method: Literal["merlot", "contrastive", "random"] = "merlot"
+    split: Literal["val", "test"] = "test"
+    assignments: int = Field(2, ge=1, description="random index assignments averaged")
+    examples: int = Field(3, ge=0, description="stories shown with both orders")
+
+
+class FinetuneParams(Data, Optim):
+    init: str = Field(description="a pretrained model folder, or a config name to start from "
+                                  "random weights (the scratch row)")
+    segments: int = Field(5, gt=0, description="frames per QA video (one per step)")
+    segment_seconds: float = Field(2.0, gt=0)
+    text_len: int = Field(24, gt=0, description="tokens of 'question answer'")
+    eval_every: int = Field(50, gt=0)
+
+
+NOTEBOOKS = {"01_pretrain": PretrainParams, "02_story_ordering": StoryParams,
+             "03_finetune_qa": FinetuneParams}

@@ -1,0 +1,173 @@
+"""Glue between the MERLOT notebooks' parameters and the library: data, model folders, the
+three stages (pretraining, story ordering, QA finetuning) as calls a notebook or a script makes.
+
+A model folder holds ``config.json``, ``params.msgpack`` (flax serialization: msgpack, no
+pickle), the tokenizer and ``history.json`` (training curves).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import serialization
+
+from ..data.synthetic.datasets import locate
+from . import objectives as O
+from . import story, train
+from .input_pipeline import (
+    Pretraining,
+    Stories,
+    VideoQA,
+    build_tokenizer,
+    encode,
+    normalise,
+)
+from .models import ModelConfig, init_params
+from .params import Data, FinetuneParams, PretrainParams, StoryParams
+
+CONFIG, PARAMS, HISTORY = "config.json", "params.msgpack", "history.json"
+
+
+def roots(p: Data) -> dict[str, Path]:
+    return {kind: locate(kind, getattr(p, f"{kind}_root"), p.data_seed, p.data_size)
+            for kind in ("pretrain", "stories", "qa")}
+
+
+def tokenizer_for(p: Data, data: Pretraining):
+    """Word-level vocabulary of the transcripts and of the QA training questions (the words
+    a full-scale BPE would cover anyway; no labels are involved)."""
+    qa = [t for texts in VideoQA.texts_of(roots(p)["qa"], "train") for t in texts]
+    return build_tokenizer([t for texts in data.texts for t in texts] + qa)
+
+
+def new_model(name: str, tokenizer, image_size: int, precision: str = "fp32", seed: int = 0):
+    """A config (vocabulary sized to the tokenizer) and freshly initialised parameters."""
+    base = ModelConfig.named(name)
+    cfg = replace(base, vocab_size=-(-len(tokenizer) // 64) * 64,
+                  image_size=(image_size, image_size),
+                  dtype="bfloat16" if precision == "bf16" else base.dtype)
+    return cfg, jax.jit(partial(init_params, cfg))(jax.random.key(seed))
+
+
+def save(folder: Path, cfg: ModelConfig, params, tokenizer, history: train.History) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG).write_text(cfg.to_json())
+    (folder / PARAMS).write_bytes(serialization.msgpack_serialize(
+        jax.tree_util.tree_map(np.asarray, jax.device_get(params))))
+    tokenizer.save_pretrained(folder)
+    (folder / HISTORY).write_text(json.dumps({"steps": history.steps, "values": history.values}))
+    return folder
+
+
+def load(folder: str | Path):
+    """(config, parameters, tokenizer) of a saved model folder."""
+    from transformers import PreTrainedTokenizerFast
+
+    folder = Path(folder)
+    if not (folder / CONFIG).exists():
+        raise FileNotFoundError(f"{folder}: not a MERLOT model folder (no {CONFIG})")
+    cfg = ModelConfig.from_json((folder / CONFIG).read_text())
+    params = serialization.msgpack_restore((folder / PARAMS).read_bytes())
+    return cfg, params, PreTrainedTokenizerFast.from_pretrained(folder)
+
+
+def history(folder: str | Path) -> dict[str, list[float]]:
+    path = Path(folder) / HISTORY
+    return json.loads(path.read_text())["values"] if path.exists() else {}
+
+
+# --- stages ----------------------------------------------------------------------------------
+
+def objectives(p: PretrainParams) -> O.Objectives:
+    return O.Objectives(contrastive=p.contrastive_weight, mlm=p.mlm_weight,
+                        temporal=p.temporal_weight, temperature=p.temperature,
+                        mask_rate=p.mask_rate, shuffle_prob=p.shuffle_prob,
+                        shuffle_counts=tuple(p.shuffle_counts))
+
+
+def optim(p) -> train.OptimConfig:
+    return train.OptimConfig(steps=p.steps, lr=p.lr, warmup=p.warmup, weight_decay=p.weight_decay)
+
+
+def pretrain(p: PretrainParams, data: Pretraining, checkpoint: Path | None):
+    """(config, params, tokenizer, history) after ``p.steps`` steps of the chosen objectives."""
+    tokenizer = tokenizer_for(p, data)
+    cfg, params = new_model(p.model, tokenizer, p.image_size, p.precision, p.seed)
+    tx = train.optimizer(optim(p))
+    loss = partial(train.pretrain_losses, cfg=cfg, obj=objectives(p))
+    batches = partial(_pretrain_batch, data, tokenizer, p, cfg.text_len)
+    state, hist = train.fit(train.create_state(params, tx), loss, tx, batches, p.steps,
+                            seed=p.seed, checkpoint=checkpoint, fsdp=p.fsdp,
+                            checkpoint_every=p.checkpoint_every, desc="pretrain")
+    return cfg, state.params, tokenizer, hist
+
+
+def _pretrain_batch(data, tokenizer, p, text_len, step):
+    return data.batch(tokenizer, step, p.batch_size, text_len, p.seed)
+
+
+def order_stories(p: StoryParams, stories: Stories, model=None) -> np.ndarray:
+    """Predicted orders (N, 5) of the stories, by ``p.method``. The images are presented in a
+    random order first (and the answer mapped back), so a model that cannot tell orders apart
+    gets chance, not the identity that ties would otherwise fall to."""
+    rng = np.random.default_rng(p.seed)
+    n, s = len(stories.ids), stories.frames.shape[1]
+    if p.method == "random":
+        return story.random_orders(n, s, p.seed)
+    cfg, params, tokenizer = model
+    shown = np.stack([rng.permutation(s) for _ in range(n)])  # (N, S) original image ids
+    frames = normalise(np.take_along_axis(stories.frames, shown[:, :, None, None, None], 1))
+    text = np.stack([encode(tokenizer, t, cfg.text_len) for t in stories.texts])
+    if p.method == "merlot":
+        order = story.merlot_orders(params, frames, text, cfg, p.seed, p.assignments)
+    else:
+        order = story.contrastive_orders(params, frames, text, cfg)
+    return np.take_along_axis(shown, order, 1)  # back to the original image ids
+
+
+def qa_predictions(params, cfg: ModelConfig, tokenizer, qa: VideoQA, text_len: int,
+                   batch_size: int = 32) -> np.ndarray:
+    """The chosen answer (N,) of every question."""
+    logits = jax.jit(partial(train.qa_logits, cfg=cfg))
+    out = []
+    for start in range(0, len(qa.answers), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(qa.answers)))
+        out.append(np.asarray(logits(params, qa.batch(tokenizer, rows, text_len))).argmax(-1))
+    return np.concatenate(out)
+
+
+def qa_accuracy(params, cfg: ModelConfig, tokenizer, qa: VideoQA, text_len: int) -> float:
+    return float((qa_predictions(params, cfg, tokenizer, qa, text_len) == qa.answers).mean())
+
+
+def finetune_qa(p: FinetuneParams, checkpoint: Path | None):
+    """(config, params, tokenizer, history) after finetuning on the QA training split; the
+    history has validation accuracy every ``p.eval_every`` steps."""
+    qa_root = roots(p)["qa"]
+    train_qa = VideoQA.load(qa_root, "train", p.segments, p.segment_seconds, p.image_size)
+    val_qa = VideoQA.load(qa_root, "val", p.segments, p.segment_seconds, p.image_size)
+    if Path(p.init, CONFIG).exists():
+        cfg, params, tokenizer = load(p.init)
+    else:  # the scratch row: same tokenizer recipe, random weights
+        data = Pretraining.load(roots(p)["pretrain"], p.segments, p.image_size)
+        tokenizer = tokenizer_for(p, data)
+        cfg, params = new_model(p.init, tokenizer, p.image_size, seed=p.seed)
+    tx = train.optimizer(optim(p))
+    state, hist = train.fit(
+        train.create_state(params, tx), partial(train.qa_losses, cfg=cfg), tx,
+        partial(_qa_batch, train_qa, tokenizer, p), p.steps, seed=p.seed, checkpoint=checkpoint,
+        checkpoint_every=p.checkpoint_every, fsdp=p.fsdp, desc="finetune QA",
+        evaluate=lambda params: {"accuracy": qa_accuracy(params, cfg, tokenizer, val_qa,
+                                                         p.text_len)},
+        eval_every=p.eval_every)
+    return cfg, state.params, tokenizer, hist
+
+
+def _qa_batch(qa: VideoQA, tokenizer, p: FinetuneParams, step: int) -> dict:
+    rows = np.random.default_rng([p.seed, step]).choice(len(qa.answers), p.batch_size)
+    return qa.batch(tokenizer, rows, p.text_len)

@@ -1,0 +1,178 @@
+"""MERLOT in JAX/Flax: shapes, order blindness, the objectives' sampling, training, resume,
+and the same loss on 1 and 8 devices."""
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from vidrepro.merlot import models, story, train
+from vidrepro.merlot import objectives as O
+from vidrepro.merlot.models import Merlot, ModelConfig
+
+MICRO = ModelConfig(vocab_size=64, image_size=(16, 16), stem_width=8, stages=((8, 1, 2), (16, 1, 2)),
+                    vit_width=16, vit_layers=1, vit_heads=2, hidden=32, layers=2, heads=2,
+                    text_len=6, max_segments=6)
+
+
+def batch(seed=0, b=4, s=4, cfg=MICRO):
+    r = np.random.default_rng(seed)
+    text = r.integers(O.SPECIAL_IDS, cfg.vocab_size, (b, s, cfg.text_len)).astype(np.int32)
+    text[:, :, 0] = O.START
+    text[:, :, -1] = O.PAD
+    return {"frames": r.normal(size=(b, s, *cfg.image_size, 3)).astype(np.float32), "text": text}
+
+
+@pytest.fixture(scope="module")
+def params():
+    return jax.jit(partial(models.init_params, MICRO))(jax.random.key(0))
+
+
+def apply(params, method, *args):
+    return Merlot(MICRO).apply({"params": params}, *args, method=method)
+
+
+def test_named_configs_and_token_counts():
+    base = ModelConfig.named("base")
+    assert base.grid == (12, 22) and base.frame_tokens == 67  # 6x11 pooled + CLS, as the paper
+    assert ModelConfig.named("tiny", vocab_size=99).vocab_size == 99
+    with pytest.raises(ValueError, match="no MERLOT config 'huge'"):
+        ModelConfig.named("huge")
+    assert ModelConfig.from_json(MICRO.to_json()) == MICRO
+
+
+def test_shapes(params):
+    b = batch()
+    tokens, cls = apply(params, Merlot.encode_frames, b["frames"])
+    assert tokens.shape == (4, 4, MICRO.frame_tokens, 32) and cls.shape == (4, 4, 16)
+    index = jnp.broadcast_to(jnp.arange(4), (4, 4))
+    v, t = apply(params, Merlot.joint, tokens, index, b["text"])
+    assert v.shape == tokens.shape and t.shape == (4, 4, 6, 32)
+    assert apply(params, Merlot.pairs, t[:, :, 0], v[:, :, 0], "text_frame").shape == (4, 4, 4, 4)
+
+
+def test_only_the_frame_index_tells_the_order(params):
+    """Permuting the frames together with their indices permutes the outputs; so with every
+    index hidden the model cannot see the order frames came in, only their content."""
+    b = batch()
+    tokens, _ = apply(params, Merlot.encode_frames, b["frames"])
+    index = jnp.broadcast_to(jnp.arange(4) + 2, (4, 4))
+    perm = np.array([2, 0, 3, 1])
+    v, t = apply(params, Merlot.joint, tokens, index, b["text"])
+    pv, pt = apply(params, Merlot.joint, tokens[:, perm], index[:, perm], b["text"])
+    np.testing.assert_allclose(pv, v[:, perm], atol=1e-4)
+    np.testing.assert_allclose(pt, t, atol=1e-4)
+
+
+def test_masking_rate_specials_and_attention_preference():
+    text = jnp.asarray(batch(b=64)["text"])
+    received = jax.random.uniform(jax.random.key(1), text.shape)
+    cfg = O.Objectives(attended_share=1.0)
+    masked = O.choose_masked(jax.random.key(2), text, received, cfg)
+    assert not bool((masked & (text < O.SPECIAL_IDS)).any())
+    rate = float(masked.sum() / (text >= O.SPECIAL_IDS).sum())
+    assert 0.1 < rate < 0.3
+    starts_only = O.choose_masked(jax.random.key(2), text, received,
+                                  replace(cfg, mask_rate=0.15))
+    flat_r = np.asarray(received).reshape(64, -1)
+    flat_m = np.asarray(starts_only).reshape(64, -1)
+    ordinary = np.asarray(text).reshape(64, -1) >= O.SPECIAL_IDS
+    # Masked tokens sit far above the median attention (spans may spill into lower ones).
+    assert np.median(flat_r[flat_m]) > np.median(flat_r[ordinary]) + 0.15
+
+
+def test_corruption_is_80_10_10():
+    text = jnp.full((200, 5, 10), 7, jnp.int32)
+    masked = jnp.ones(text.shape, bool)
+    out = np.asarray(O.corrupt(jax.random.key(0), text, masked, 64))
+    assert abs((out == O.MASK).mean() - 0.8) < 0.02
+    assert abs((out == 7).mean() - 0.1 - 0.1 / 59) < 0.02  # kept, or drawn as itself
+
+
+def test_shuffled_indices_hide_k_frames_with_distinct_slots():
+    index, hidden = O.shuffle_indices(jax.random.key(0), 500, 5, 8, O.Objectives(shuffle_prob=0.4))
+    index, hidden = np.asarray(index), np.asarray(hidden)
+    k = hidden.sum(1)
+    assert set(k) <= {0, 2, 3, 4} and abs((k > 0).mean() - 0.4) < 0.07
+    assert (index[~hidden] == np.broadcast_to(np.arange(5), index.shape)[~hidden]).all()
+    assert (index[hidden] >= 8).all()
+    assert all(len(set(row)) == 5 for row in index)
+
+
+def test_contrastive_loss_prefers_matching_pairs():
+    e = jax.random.normal(jax.random.key(0), (2, 4, 8))
+    e = e / jnp.linalg.norm(e, axis=-1, keepdims=True)
+    assert O.contrastive_loss(e, e, 0.05) < 0.1
+    assert O.contrastive_loss(e, jnp.roll(e, 1, axis=1), 0.05) > 5
+
+
+def test_pretraining_learns_and_resumes_exactly(tmp_path, params):
+    tx = train.optimizer(train.OptimConfig(steps=8, lr=3e-3, warmup=2))
+    loss = partial(train.pretrain_losses, cfg=MICRO, obj=O.Objectives(shuffle_prob=1.0))
+    fixed = batch()
+    _, history = train.fit(train.create_state(params, tx), loss, tx, lambda s: fixed, 8)
+    assert history.values["loss"][-1] < history.values["loss"][0]
+    assert {"contrastive", "mlm", "temporal"} <= set(history.values)
+
+    def stopping(step):
+        if step == 5:
+            raise KeyboardInterrupt  # a kill after the checkpoint at step 4
+        return batch(step)
+
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(train.create_state(params, tx), loss, tx, stopping, 8, checkpoint=ckpt,
+                  checkpoint_every=4)
+    resumed, h1 = train.fit(train.create_state(params, tx), loss, tx, batch, 8, checkpoint=ckpt,
+                            checkpoint_every=4)
+    straight, h2 = train.fit(train.create_state(params, tx), loss, tx, batch, 8)
+    assert h1.values["loss"] == pytest.approx(h2.values["loss"], rel=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(resumed.params),
+                    jax.tree_util.tree_leaves(straight.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_qa_head_scores_each_answer(params):
+    b = batch(b=2, s=3)
+    qa = {"frames": b["frames"], "text": batch(1, b=2, s=4)["text"], "answer": np.array([0, 3])}
+    logits = train.qa_logits(params, qa, MICRO)
+    assert logits.shape == (2, 4)
+    loss, parts = train.qa_losses(params, qa, None, MICRO)
+    assert np.isfinite(loss) and 0 <= parts["accuracy"] <= 1
+
+
+def test_story_orders_are_permutations_and_confusion_counts_them(params):
+    b = batch(b=3, s=5)
+    orders = story.merlot_orders(params, b["frames"], b["text"], MICRO)
+    assert sorted(orders[0].tolist()) == [0, 1, 2, 3, 4]
+    assert story.position_confusion(orders).sum(0).tolist() == [3] * 5
+    perfect = np.tile(np.arange(5), (4, 1))
+    assert story.score(perfect) == {"spearman": 1.0, "pairwise_acc": 1.0, "distance": 0.0}
+
+
+def test_params_module_does_not_import_jax():
+    """The runner imports the params models; on a Colab TPU the driver must not grab the
+    TPU that the notebook's kernel needs."""
+    code = "import sys, vidrepro.merlot.params; print('jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_eight_devices_give_the_loss_of_one(tmp_path):
+    script = Path(__file__).with_name("merlot_devices_script.py")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+           "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = dict(line.split("=") for line in done.stdout.split() if "=" in line)
+    assert int(lines["devices"]) == 8
+    one, eight, fsdp = (np.array(eval(lines[k])) for k in ("one", "eight", "fsdp"))
+    np.testing.assert_allclose(eight, one, rtol=2e-4)
+    np.testing.assert_allclose(fsdp, one, rtol=2e-4)
