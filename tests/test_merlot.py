@@ -176,3 +176,30 @@ def test_eight_devices_give_the_loss_of_one(tmp_path):
     one, eight, fsdp = (np.array(eval(lines[k])) for k in ("one", "eight", "fsdp"))
     np.testing.assert_allclose(eight, one, rtol=2e-4)
     np.testing.assert_allclose(fsdp, one, rtol=2e-4)
+
+
+def test_bf16_compute_keeps_float32_parameters(params):
+    cfg = replace(MICRO, dtype="bfloat16")
+    tx = train.optimizer(train.OptimConfig(steps=2, lr=1e-3))
+    loss = partial(train.pretrain_losses, cfg=cfg, obj=O.Objectives(shuffle_prob=1.0))
+    state, history = train.fit(train.create_state(params, tx), loss, tx, batch, 2)
+    assert all(np.isfinite(history.values["loss"]))
+    assert {x.dtype for x in jax.tree_util.tree_leaves(state.params)} == {jnp.dtype("float32")}
+
+
+def test_command_line_pretraining_saves_a_loadable_model(tmp_path):
+    from vidrepro.data.synthetic import datasets
+    from vidrepro.merlot import pipeline
+
+    small = replace(datasets.SIZES["tiny"], pretrain_videos=3, segments=5, qa=(2, 1, 1))
+    for kind in ("pretrain", "qa"):
+        datasets.build(kind, tmp_path / kind, size=small)
+    done = subprocess.run(
+        [sys.executable, "-m", "vidrepro.merlot.train", "pretrain", "-p", "steps=2",
+         "-p", "batch_size=2", "-p", "image_size=16", "-p", f"pretrain_root={tmp_path / 'pretrain'}",
+         "-p", f"qa_root={tmp_path / 'qa'}", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cfg, params, tokenizer = pipeline.load(tmp_path / "run" / "model")
+    assert cfg.image_size == (16, 16) and tokenizer.convert_tokens_to_ids("<start>") == O.START
+    assert len(pipeline.history(tmp_path / "run" / "model")["loss"]) == 2

@@ -47,7 +47,8 @@ class PretrainParams(Data, Optim):
 
 
 class StoryParams(Data):
-    checkpoint: str = Field("", description="a pretrained model folder ('' for method=random)")
+    checkpoint: str = Field(description="a pretrained model folder, or a config name (random "
+                                        "weights: what ordering looks like untrained)")
     method: Literal["merlot", "contrastive", "random"] = "merlot"
     split: Literal["val", "test"] = "test"
     assignments: int = Field(2, ge=1, description="random index assignments averaged")

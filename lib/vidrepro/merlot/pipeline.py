@@ -76,6 +76,16 @@ def load(folder: str | Path):
     return cfg, params, PreTrainedTokenizerFast.from_pretrained(folder)
 
 
+def load_or_new(model: str, p: Data):
+    """A saved model folder, or a config name: random weights with the tokenizer a pretraining
+    run on this data would build (the scratch row; and any notebook can run on its own)."""
+    if Path(model, CONFIG).exists():
+        return load(model)
+    tokenizer = tokenizer_for(p, Pretraining.load(roots(p)["pretrain"], 2, p.image_size))
+    cfg, params = new_model(model, tokenizer, p.image_size, seed=p.seed)
+    return cfg, params, tokenizer
+
+
 def history(folder: str | Path) -> dict[str, list[float]]:
     path = Path(folder) / HISTORY
     return json.loads(path.read_text())["values"] if path.exists() else {}
@@ -151,12 +161,7 @@ def finetune_qa(p: FinetuneParams, checkpoint: Path | None):
     qa_root = roots(p)["qa"]
     train_qa = VideoQA.load(qa_root, "train", p.segments, p.segment_seconds, p.image_size)
     val_qa = VideoQA.load(qa_root, "val", p.segments, p.segment_seconds, p.image_size)
-    if Path(p.init, CONFIG).exists():
-        cfg, params, tokenizer = load(p.init)
-    else:  # the scratch row: same tokenizer recipe, random weights
-        data = Pretraining.load(roots(p)["pretrain"], p.segments, p.image_size)
-        tokenizer = tokenizer_for(p, data)
-        cfg, params = new_model(p.init, tokenizer, p.image_size, seed=p.seed)
+    cfg, params, tokenizer = load_or_new(p.init, p)
     tx = train.optimizer(optim(p))
     state, hist = train.fit(
         train.create_state(params, tx), partial(train.qa_losses, cfg=cfg), tx,

@@ -152,10 +152,18 @@ def param_sharding(mesh: Mesh, tree, fsdp: bool):
 
 
 def shard_batch(mesh: Mesh, batch: dict) -> dict:
-    """Put a host's batch on the mesh split along its first axis (on a multi-host pod each
-    host passes its own part: ``make_array_from_process_local_data``)."""
+    """Put the global batch on the mesh split along its first axis. On a multi-host pod every
+    host draws the same global batch (batches depend on the step only) and hands over its
+    own rows."""
     sharding = NamedSharding(mesh, P("data"))
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+    host, hosts = jax.process_index(), jax.process_count()
+
+    def local(x):
+        x = np.asarray(x)
+        rows = x.shape[0] // hosts
+        return x[host * rows: (host + 1) * rows]
+
+    return {k: jax.make_array_from_process_local_data(sharding, local(v))
             for k, v in batch.items()}
 
 
@@ -259,3 +267,33 @@ def fit(state: TrainState, loss_fn: Callable, tx: optax.GradientTransformation,
         if checkpoint and jax.process_index() == 0 and ((step + 1) % checkpoint_every == 0 or last):
             save_checkpoint(checkpoint, state, history)
     return state, history
+
+
+# --- command line ----------------------------------------------------------------------------
+
+STAGES = {"pretrain": "01_pretrain", "finetune_qa": "03_finetune_qa"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The notebooks' pretraining and QA finetuning from the command line (``vidrepro.launch``);
+    on a multi-host TPU pod or GPU cluster set ``VIDREPRO_MULTIHOST=1`` on every host, which
+    calls ``jax.distributed.initialize()`` first. The model goes to ``OUT/model``."""
+    from .. import launch
+    from . import pipeline
+    from .input_pipeline import Pretraining
+
+    stage, p, out = launch.parse("merlot", STAGES, argv)
+    if os.environ.get("VIDREPRO_MULTIHOST") == "1":
+        jax.distributed.initialize()
+    if stage == "pretrain":
+        data = Pretraining.load(pipeline.roots(p)["pretrain"], p.segments, p.image_size)
+        cfg, params, tokenizer, history = pipeline.pretrain(p, data, out / "ckpt")
+    else:
+        cfg, params, tokenizer, history = pipeline.finetune_qa(p, out / "ckpt")
+    if jax.process_index() == 0:
+        pipeline.save(out / "model", cfg, params, tokenizer, history)
+        print(f"saved {out / 'model'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Benchmark MERLOT's jitted pretraining step (all three objectives, AdamW update).
+
+For each size (tiny; base with --base) on the devices JAX sees: compile time, then the median
+step time over repetitions and examples/s. The baseline is the same step on one device; the
+ratio is the data-parallel run on all devices against it. On a 2-core CPU the 8 "devices" of
+``--fake-devices 8`` share the cores, so the ratio shows the cost of sharding, not a speed-up.
+Model FLOPs per step come from XLA's cost analysis; on a GPU or TPU the utilisation (MFU)
+against the chip's peak (``--peak-tflops``) is printed too. Results go to
+results/bench/merlot_step.json.
+
+Usage: python bench/merlot_step.py [--base] [--fake-devices 8] [--steps 5] [--peak-tflops X]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def measure(size: str, batch: int, segments: int, steps: int, devices: int | None) -> dict:
+    import jax
+    import numpy as np
+
+    from vidrepro.merlot import models, train
+    from vidrepro.merlot import objectives as O
+
+    cfg = models.ModelConfig.named(size)
+    if jax.default_backend() == "cpu":
+        cfg = replace(cfg, dtype="float32")  # bf16 matmuls are emulated on CPU
+    params = jax.jit(partial(models.init_params, cfg))(jax.random.key(0))
+    tx = train.optimizer(train.OptimConfig(steps=1000, lr=1e-4, warmup=10))
+    mesh = train.make_mesh(jax.devices()[:devices] if devices else None)
+    state = train.create_state(params, tx)
+    shardings = train.param_sharding(mesh, state, fsdp=False)
+    state = jax.device_put(state, shardings)
+    step = train.make_step(partial(train.pretrain_losses, cfg=cfg, obj=O.Objectives()), tx, mesh,
+                           shardings)
+    rng = np.random.default_rng(0)
+    text = rng.integers(O.SPECIAL_IDS, cfg.vocab_size, (batch, segments, cfg.text_len), np.int32)
+    text[:, :, 0] = O.START
+    data = train.shard_batch(mesh, {"frames": rng.normal(size=(batch, segments, *cfg.image_size, 3))
+                                    .astype(np.float32), "text": text})
+    key = jax.random.key(0)
+    t = time.perf_counter()
+    compiled = step.lower(state, data, key).compile()
+    compile_s = time.perf_counter() - t
+    cost = compiled.cost_analysis()
+    flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0))
+    state, metrics = compiled(state, data, key)  # warm-up
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        state, metrics = compiled(state, data, key)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - t)
+    step_s = float(np.median(times))
+    return {"size": size, "devices": len(mesh.devices.flat), "backend": jax.default_backend(),
+            "batch": batch, "segments": segments, "params": models.count_params(params),
+            "compile_s": compile_s, "step_s": step_s, "examples_per_s": batch / step_s,
+            "flops_per_step": flops, "tflops_per_s": flops / step_s / 1e12}
+
+
+def on_fake_devices(n: int, args: argparse.Namespace) -> list[dict]:
+    """Rerun this script in a child with ``n`` host devices (the flag must precede jax)."""
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+           "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, __file__, "--child", "--steps", str(args.steps)] + (
+        ["--base"] if args.base else [])
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def runs(args: argparse.Namespace) -> list[dict]:
+    sizes = [("tiny", 16, 5)] + ([("base", 8, 4)] if args.base else [])
+    out = []
+    for size, batch, segments in sizes:
+        one = measure(size, batch, segments, args.steps, devices=1)
+        out.append({**one, "ratio_vs_one_device": 1.0})
+        import jax
+        if len(jax.devices()) > 1:
+            many = measure(size, batch, segments, args.steps, devices=None)
+            out.append({**many, "ratio_vs_one_device": many["examples_per_s"] / one["examples_per_s"]})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", action="store_true", help="also the base size (slow on CPU)")
+    parser.add_argument("--fake-devices", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--peak-tflops", type=float, help="the accelerator's peak, for MFU")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "lib"))
+    sys.path.insert(0, str(ROOT / "bench"))
+    if args.child:
+        print(json.dumps(runs(args)))
+        return
+    results = runs(args)
+    import jax
+    if jax.default_backend() == "cpu" and args.fake_devices > 1:
+        results += [r for r in on_fake_devices(args.fake_devices, args) if r["devices"] > 1]
+    from machine import describe
+
+    print(f"{'size':6} {'dev':>4} {'batch':>5} {'compile s':>10} {'step s':>8} {'ex/s':>8} "
+          f"{'TFLOP/s':>8} {'vs 1 dev':>8}" + ("  MFU" if args.peak_tflops else ""))
+    for r in results:
+        mfu = f"  {r['tflops_per_s'] / args.peak_tflops:.1%}" if args.peak_tflops else ""
+        print(f"{r['size']:6} {r['devices']:4d} {r['batch']:5d} {r['compile_s']:10.1f} "
+              f"{r['step_s']:8.3f} {r['examples_per_s']:8.1f} {r['tflops_per_s']:8.3f} "
+              f"{r['ratio_vs_one_device']:7.2f}x{mfu}")
+        if args.peak_tflops:
+            r["mfu"] = r["tflops_per_s"] / args.peak_tflops
+    out = ROOT / "results" / "bench" / "merlot_step.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"date": datetime.datetime.now(datetime.UTC).isoformat(),
+                               "machine": describe(jax=jax.__version__,
+                                                   backend=jax.default_backend()),
+                               "runs": results}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
