@@ -56,7 +56,7 @@ def test_reproduce_shares_steps_reuses_and_writes_results(demo_root):
         assert (demo_root / "results" / f"demo.{ext}").stat().st_size > 0
     md = (demo_root / "results" / "demo.md").read_text()
     assert "make reproduce TABLE=demo SCALE=tiny" in md and "| scaled | scaled | 6.00 |" in md
-    assert "scaling raises the score: **holds** (score: scaled 6.0 > plain 3.0)" in md
+    assert "scaling raises the score: **holds** (score: scaled 6.00 > plain 3.00)" in md
     assert "scaling lowers the score: **does not hold (0 of 1 pairs)**" in md
     assert pd.read_csv(demo_root / "results" / "demo.csv")["score"].tolist() == [3.0, 6.0]
 
@@ -74,7 +74,7 @@ def test_seeds_average_rows_and_report_their_spread(demo_root):
     assert sorted(executions(demo_root)) == ["make"] * 3 + ["score"] * 6
     md = (demo_root / "results" / "demo_3seeds.md").read_text()
     assert "make reproduce TABLE=demo SCALE=tiny SEEDS=3" in md
-    assert "(score: scaled 8.0 ± 2.0 > plain 4.0 ± 1.0)" in md
+    assert "(score: scaled 8.00 ± 2.00 > plain 4.00 ± 1.00)" in md
     assert not (demo_root / "results" / "demo.md").exists()
     tables.reproduce("demo", "tiny", root=demo_root, progress=False)  # seed 0: all reused
     assert len(executions(demo_root)) == 9

@@ -320,8 +320,8 @@ def check_findings(frame: pd.DataFrame, spec: TableSpec) -> list[str]:
            if f"{m}_std" in frame.columns}
 
     def shown(row: str, metric: str) -> str:
-        spread = f" ± {std[row, metric]:.1f}" if (row, metric) in std else ""
-        return f"{row} {value[row, metric]:.1f}{spread}"
+        spread = f" ± {_number(std[row, metric])}" if (row, metric) in std else ""
+        return f"{row} {_number(value[row, metric])}{spread}"
 
     out = []
     for f in spec.findings:
@@ -334,6 +334,11 @@ def check_findings(frame: pd.DataFrame, spec: TableSpec) -> list[str]:
                             for (a, b), h in zip(pairs, held))
         out.append(f"{f.claim}: **{verdict}** ({f.metric}: {numbers})")
     return out
+
+
+def _number(value: float) -> str:
+    """One decimal for scores like CIDEr x100, more where the metric lives in [-1, 1]."""
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
 def _cell(value: Any) -> str:
