@@ -169,6 +169,17 @@ def test_ensure_regenerates_an_interrupted_generation(tmp_path, monkeypatch):
     assert (out / datasets.MARKER).exists()
 
 
+def test_ensure_rebuilds_data_made_by_another_generator(tmp_path, monkeypatch):
+    """Results must come from the data a fresh clone generates: a changed generator rebuilds."""
+    monkeypatch.setitem(datasets.SIZES, "tiny", SMALL)
+    out = datasets.ensure("images", out=tmp_path / "img")
+    stamp = (out / datasets.MARKER).stat().st_mtime_ns
+    monkeypatch.setattr(datasets, "generator_version", lambda: "an older generator")
+    datasets.ensure("images", out=out)
+    assert (out / datasets.MARKER).stat().st_mtime_ns != stamp
+    assert "an older generator" in (out / datasets.MARKER).read_text()
+
+
 def test_tour_shows_every_kind_through_the_readers(tmp_path, monkeypatch):
     """The data notebook's figures, on small generated datasets."""
     import matplotlib

@@ -29,6 +29,7 @@ changing the count of one split does not change the others' content).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -353,8 +354,19 @@ def build(kind: str, out: str | Path, seed: int = 0, size: str | Size = "tiny") 
 MARKER = "SYNTHETIC.json"
 
 
+def generator_version() -> str:
+    """Hash of the synthetic world's source (this package and the format writers): data made
+    by an older generator is rebuilt, not silently reused."""
+    digest = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for path in sorted([*here.glob("*.py"), *(here.parent / "formats").glob("*.py"),
+                        here.parents[1] / "video" / "write.py"]):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _stamp(kind: str, seed: int, size: str) -> dict:
-    return {"kind": kind, "seed": seed, "size": size}
+    return {"kind": kind, "seed": seed, "size": size, "generator": generator_version()}
 
 
 def default_location(kind: str, seed: int = 0, size: str = "tiny") -> Path:
