@@ -192,6 +192,7 @@ def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: boo
     ran = set() if ran is None else ran
     code = code or runs.code_version(spec.paper)
     done: dict[str, runs.RunResult] = {}
+    tag = row.id if seed is None else f"{row.id} seed {seed}"
     for step in row.steps:
         params = step_params(root, spec.paper, step, scale, resolve=lambda v: _resolve(v, done),
                              seed=seed)
@@ -200,9 +201,8 @@ def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: boo
         folder = root / "runs" / scale / spec.paper / step.notebook / key[:16]
         if (not force or key in ran) and runs.is_finished(folder, key):
             done[step.id] = runs.RunResult(folder, runs.read_record(folder))
-            tqdm.write(f"[{row.id if seed is None else f'{row.id} seed {seed}'}] {step.id}: reused {folder.relative_to(root)}")
+            tqdm.write(f"[{tag}] {step.id}: reused {folder.relative_to(root)}")
             continue
-        tag = row.id if seed is None else f"{row.id} seed {seed}"
         tqdm.write(f"[{tag}] {step.id}: running {nb.relative_to(root)} -> "
                    f"{folder.relative_to(root)}")
         done[step.id] = runs.execute(nb, params, folder, key=key, root=root, progress=progress,

@@ -140,14 +140,18 @@ def order_stories(p: StoryParams, stories: Stories, model=None) -> np.ndarray:
     return np.take_along_axis(shown, order, 1)  # back to the original image ids
 
 
+# Compiled once per config and shape, not once per evaluation (finetuning evaluates often).
+_qa_logits = jax.jit(train.qa_logits, static_argnames=("cfg",))
+
+
 def qa_predictions(params, cfg: ModelConfig, tokenizer, qa: VideoQA, text_len: int,
                    batch_size: int = 32) -> np.ndarray:
     """The chosen answer (N,) of every question."""
-    logits = jax.jit(partial(train.qa_logits, cfg=cfg))
     out = []
     for start in range(0, len(qa.answers), batch_size):
         rows = np.arange(start, min(start + batch_size, len(qa.answers)))
-        out.append(np.asarray(logits(params, qa.batch(tokenizer, rows, text_len))).argmax(-1))
+        batch = qa.batch(tokenizer, rows, text_len)
+        out.append(np.asarray(_qa_logits(params, batch, cfg)).argmax(-1))
     return np.concatenate(out)
 
 

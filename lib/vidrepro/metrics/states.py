@@ -39,7 +39,7 @@ Decisions where the original asserts or is undefined:
   joint triple (``best_pair`` / ``best_state_change`` raise below that). With ``short="zero"``
   (default) a score that has no valid prediction is 0: the video stays in every mean (all four
   metrics keep the same denominators) and a prediction that cannot exist is not correct. The
-  original would instead score its placeholder (0, 0, 0), i.e. frame 0 twice, which can give 0.5
+  original would instead score its fallback triple (0, 0, 0), i.e. frame 0 twice, which can give 0.5
   for a wrong answer. With ``short="raise"`` such a video raises a ``ValueError`` naming it. A
   video with no frame at all always raises. Real ChangeIt test videos are minutes long.
 """
