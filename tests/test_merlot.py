@@ -140,11 +140,29 @@ def test_pretraining_learns_and_resumes_exactly(tmp_path, params):
 
 def test_qa_head_scores_each_answer(params):
     b = batch(b=2, s=3)
-    qa = {"frames": b["frames"], "text": batch(1, b=2, s=4)["text"], "answer": np.array([0, 3])}
+    text = batch(1, b=8, s=3)["text"].reshape(2, 4, 3, -1)  # (B, A, question 2 + answer 1, L)
+    qa = {"frames": b["frames"], "text": text, "answer": np.array([0, 3])}
     logits = train.qa_logits(params, qa, MICRO)
     assert logits.shape == (2, 4)
     loss, parts = train.qa_losses(params, qa, None, MICRO)
     assert np.isfinite(loss) and 0 <= parts["accuracy"] <= 1
+
+
+def test_qa_batch_puts_question_and_answer_in_pretraining_segments():
+    from vidrepro.merlot.input_pipeline import VideoQA, build_tokenizer
+
+    tok = build_tokenizer(["what happens right after the red box moves to the left ?",
+                           "the red box shrinks", "a blue disc appears"])
+    qa = VideoQA(np.zeros((1, 2, 4, 4, 3), np.uint8),
+                 ["what happens right after the red box moves to the left ?"],
+                 [["the red box shrinks", "a blue disc appears"]], np.array([1]))
+    text = qa.batch(tok, np.array([0]), text_len=6, question_segments=2)["text"]
+    assert text.shape == (1, 2, 3, 6)
+    question = tok.decode(text[0, 0, :2].reshape(-1)[1:], skip_special_tokens=True)
+    assert question == "what happens right after the red box moves to the left"  # "?" cut
+    assert (text[0, :, :2] == text[0, :1, :2]).all()  # the same question for every answer
+    assert text[0, 0, 1, 0] != O.START and (text[0, :, 2, 0] == O.START).all()
+    assert tok.decode(text[0, 1, 2, 1:], skip_special_tokens=True) == "a blue disc appears"
 
 
 def test_story_orders_are_permutations_and_confusion_counts_them(params):
@@ -188,6 +206,8 @@ def test_bf16_compute_keeps_float32_parameters(params):
 
 
 def test_command_line_pretraining_saves_a_loadable_model(tmp_path):
+    """Non-square frames ([height, width], as the paper's 192x352) go from the parameters
+    through decoding to the saved config."""
     from vidrepro.data.synthetic import datasets
     from vidrepro.merlot import pipeline
 
@@ -196,10 +216,10 @@ def test_command_line_pretraining_saves_a_loadable_model(tmp_path):
         datasets.build(kind, tmp_path / kind, size=small)
     done = subprocess.run(
         [sys.executable, "-m", "vidrepro.merlot.train", "pretrain", "-p", "steps=2",
-         "-p", "batch_size=2", "-p", "image_size=16", "-p", f"pretrain_root={tmp_path / 'pretrain'}",
+         "-p", "batch_size=2", "-p", "image_size=[16, 24]", "-p", f"pretrain_root={tmp_path / 'pretrain'}",
          "-p", f"qa_root={tmp_path / 'qa'}", "--out", str(tmp_path / "run")],
         capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     cfg, params, tokenizer = pipeline.load(tmp_path / "run" / "model")
-    assert cfg.image_size == (16, 16) and tokenizer.convert_tokens_to_ids("<start>") == O.START
+    assert cfg.image_size == (16, 24) and tokenizer.convert_tokens_to_ids("<start>") == O.START
     assert len(pipeline.history(tmp_path / "run" / "model")["loss"]) == 2

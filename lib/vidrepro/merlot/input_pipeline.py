@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ..data.formats import merlot as merlot_format
 from ..data.formats import videoqa, vist
 from ..text import wordlevel
-from ..video import sample_frames
+from ..video import probe, sample_frames
 from .objectives import MASK, START
 
 SPECIALS = ("<mask>", "<start>")  # ids 3 and 4 (objectives.MASK, objectives.START)
@@ -45,12 +45,23 @@ def normalise(frames: np.ndarray) -> np.ndarray:
     return (frames.astype(np.float32) / 255.0 - MEAN) / STD
 
 
-def frames_at(path: Path, duration: float, times: list[float], size: int) -> np.ndarray:
-    """The frames showing ``times`` (seconds) of a video: (len(times), size, size, 3) uint8."""
+def covering(width: int, height: int, hw: tuple[int, int]) -> tuple[int, int]:
+    """The (width, height) to resize a ``width`` x ``height`` picture to, keeping its aspect
+    ratio, so that a centre crop of ``hw`` = (height, width) fits: the paper's 192x352 frames
+    from 16:9 video, or square tiny frames from anything."""
+    scale = max(hw[1] / width, hw[0] / height)
+    return max(hw[1], round(width * scale)), max(hw[0], round(height * scale))
+
+
+def frames_at(path: Path, duration: float, times: list[float], hw: tuple[int, int]
+              ) -> np.ndarray:
+    """The frames showing ``times`` (seconds) of a video: (len(times), H, W, 3) uint8."""
     def indices(n: int) -> np.ndarray:
         return np.clip((np.asarray(times) / duration * n).astype(np.int64), 0, n - 1)
 
-    return sample_frames(path, indices=indices, size=size, crop=size)
+    info = probe(path)
+    return sample_frames(path, indices=indices, size=covering(info.width, info.height, hw),
+                         crop=(hw[1], hw[0]))
 
 
 @dataclass
@@ -62,13 +73,13 @@ class Pretraining:
     texts: list[list[str]]
 
     @classmethod
-    def load(cls, root: Path, segments: int, image_size: int) -> Pretraining:
+    def load(cls, root: Path, segments: int, hw: tuple[int, int]) -> Pretraining:
         videos = merlot_format.read_segments(root)
         frames, texts = [], []
         for video in tqdm(videos, desc="decoding pretraining videos", leave=False):
             mids = [(s.start + s.end) / 2 for s in video.segments]
             decoded = frames_at(merlot_format.video_path(root, video.video_id), video.duration,
-                                mids, image_size)
+                                mids, hw)
             for start in range(len(video.segments) - segments + 1):
                 frames.append(decoded[start: start + segments])
                 texts.append([s.text for s in video.segments[start: start + segments]])
@@ -83,15 +94,13 @@ class Pretraining:
         return {"frames": normalise(self.frames[pick]), "text": text}
 
 
-def photo(image_dir: Path, photo_id: str, size: int) -> np.ndarray:
-    """A VIST photo resized (shorter side) and centre-cropped to ``size``: (size, size, 3)."""
+def photo(image_dir: Path, photo_id: str, hw: tuple[int, int]) -> np.ndarray:
+    """A VIST photo resized to cover ``hw`` and centre-cropped to it: (H, W, 3) uint8."""
     with Image.open(vist.find_image(image_dir, photo_id)) as image:
-        image = image.convert("RGB")
-        scale = size / min(image.size)
-        w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-        image = image.resize((w, h), Image.BICUBIC)
-        left, top = (w - size) // 2, (h - size) // 2
-        return np.asarray(image.crop((left, top, left + size, top + size)))
+        w, h = covering(image.width, image.height, hw)
+        image = image.convert("RGB").resize((w, h), Image.BICUBIC)
+        left, top = (w - hw[1]) // 2, (h - hw[0]) // 2
+        return np.asarray(image.crop((left, top, left + hw[1], top + hw[0])))
 
 
 @dataclass
@@ -103,11 +112,12 @@ class Stories:
     ids: list[str]
 
     @classmethod
-    def load(cls, root: Path, split: str, image_size: int, limit: int | None = None) -> Stories:
+    def load(cls, root: Path, split: str, hw: tuple[int, int], limit: int | None = None
+             ) -> Stories:
         image_dir = root / "images" / split
         stories = vist.read_stories(root / "sis" / f"{split}.story-in-sequence.json", image_dir,
                                     on_error="skip")[:limit]
-        frames = np.stack([np.stack([photo(image_dir, p, image_size) for p in s.photo_ids])
+        frames = np.stack([np.stack([photo(image_dir, p, hw) for p in s.photo_ids])
                            for s in stories])
         return cls(frames, [list(s.texts) for s in stories], [s.story_id for s in stories])
 
@@ -115,33 +125,49 @@ class Stories:
 @dataclass
 class VideoQA:
     """Multiple-choice questions: the video's frames at its segments' middles (N, S, H, W, 3),
-    and per question each answer as one text segment "question answer" (N, A) strings."""
+    each question and its answers (N, A) as text.
+
+    The model reads a question as MERLOT reads a transcript: ``question_segments`` text segments
+    of the config's ``text_len`` tokens, then the candidate answer as one more segment, so each
+    token sits at a position pretraining used (one long "question answer" string would run
+    across segment slots and read as two misaligned transcripts)."""
 
     frames: np.ndarray
-    texts: list[list[str]]
+    questions: list[str]
+    options: list[list[str]]
     answers: np.ndarray  # (N,) index of the right answer
+
+    @property
+    def texts(self) -> list[list[str]]:
+        """"question answer" per option, for display."""
+        return [[f"{q} {a}" for a in opts] for q, opts in zip(self.questions, self.options)]
 
     @staticmethod
     def texts_of(root: Path, split: str) -> list[list[str]]:
-        """The "question answer" strings alone, without decoding a video."""
+        """The questions and answers alone, without decoding a video."""
         items = videoqa.read_qa(videoqa.annotation_path(root, split))
-        return [[f"{i.question} {a}" for a in i.answers] for i in items]
+        return [[i.question, *i.answers] for i in items]
 
     @classmethod
     def load(cls, root: Path, split: str, segments: int, segment_seconds: float,
-             image_size: int) -> VideoQA:
+             hw: tuple[int, int]) -> VideoQA:
         items = videoqa.read_qa(videoqa.annotation_path(root, split), root / videoqa.VIDEO_DIR)
         times = [(k + 0.5) * segment_seconds for k in range(segments)]
         cache: dict[str, np.ndarray] = {}
         for item in tqdm(items, desc=f"decoding QA videos ({split})", leave=False):
             if item.video_id not in cache:
                 cache[item.video_id] = frames_at(videoqa.video_path(root, item.video_id),
-                                                 segments * segment_seconds, times, image_size)
-        return cls(np.stack([cache[i.video_id] for i in items]),
-                   [[f"{i.question} {a}" for a in i.answers] for i in items],
-                   np.array([i.answer for i in items], np.int32))
+                                                 segments * segment_seconds, times, hw)
+        return cls(np.stack([cache[i.video_id] for i in items]), [i.question for i in items],
+                   [list(i.answers) for i in items], np.array([i.answer for i in items], np.int32))
 
-    def batch(self, tokenizer, rows: np.ndarray, text_len: int) -> dict:
-        text = np.stack([encode(tokenizer, self.texts[i], text_len) for i in rows])  # (B, A, L)
-        return {"frames": normalise(self.frames[rows]), "text": text,
+    def batch(self, tokenizer, rows: np.ndarray, text_len: int, question_segments: int) -> dict:
+        """frames (B, S, H, W, 3); text (B, A, question_segments + 1, text_len); answer (B,)."""
+        text = []
+        for i in rows:
+            q = encode(tokenizer, [self.questions[i]], question_segments * text_len)
+            q = q.reshape(question_segments, text_len)  # one START, then the words run on
+            a = encode(tokenizer, self.options[i], text_len)  # (A, L)
+            text.append(np.concatenate([np.broadcast_to(q, (len(a), *q.shape)), a[:, None]], 1))
+        return {"frames": normalise(self.frames[rows]), "text": np.stack(text),
                 "answer": self.answers[rows]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..params import Params
 
@@ -18,8 +18,24 @@ class Data(Params):
     qa_root: str = ""
     data_seed: int = 0
     data_size: Literal["tiny", "small"] = "tiny"
-    image_size: int = Field(64, gt=0)
+    image_size: int | list[int] = Field(64, description="frame size in pixels: one int for "
+                                        "square frames, or [height, width] (the paper: "
+                                        "[192, 352])")
     seed: int = 0
+
+    @field_validator("image_size")
+    @classmethod
+    def _hw(cls, v: int | list[int]) -> int | list[int]:
+        sizes = [v] if isinstance(v, int) else v
+        if len(sizes) not in (1, 2) or min(sizes) < 1:
+            raise ValueError(f"image_size must be a positive int or [height, width], got {v}")
+        return v
+
+    @property
+    def frame_hw(self) -> tuple[int, int]:
+        """(height, width) of the frames the model reads."""
+        v = self.image_size
+        return (v, v) if isinstance(v, int) else (v[0], v[-1])
 
 
 class Optim(Params):
@@ -60,7 +76,8 @@ class FinetuneParams(Data, Optim):
                                   "random weights (the scratch row)")
     segments: int = Field(5, gt=0, description="frames per QA video (one per step)")
     segment_seconds: float = Field(2.0, gt=0)
-    text_len: int = Field(24, gt=0, description="tokens of 'question answer'")
+    question_segments: int = Field(2, gt=0, description="text segments (the config's text_len "
+                                                       "tokens each) the question fills")
     eval_every: int = Field(50, gt=0)
 
 

@@ -45,11 +45,11 @@ def tokenizer_for(p: Data, data: Pretraining):
     return build_tokenizer([t for texts in data.texts for t in texts] + qa)
 
 
-def new_model(name: str, tokenizer, image_size: int, precision: str = "fp32", seed: int = 0):
+def new_model(name: str, tokenizer, hw: tuple[int, int], precision: str = "fp32", seed: int = 0):
     """A config (vocabulary sized to the tokenizer) and freshly initialised parameters."""
     base = ModelConfig.named(name)
     cfg = replace(base, vocab_size=-(-len(tokenizer) // 64) * 64,
-                  image_size=(image_size, image_size),
+                  image_size=hw,
                   dtype="bfloat16" if precision == "bf16" else base.dtype)
     return cfg, jax.jit(partial(init_params, cfg))(jax.random.key(seed))
 
@@ -81,8 +81,8 @@ def load_or_new(model: str, p: Data):
     run on this data would build (the scratch row; and any notebook can run on its own)."""
     if Path(model, CONFIG).exists():
         return load(model)
-    tokenizer = tokenizer_for(p, Pretraining.load(roots(p)["pretrain"], 2, p.image_size))
-    cfg, params = new_model(model, tokenizer, p.image_size, seed=p.seed)
+    tokenizer = tokenizer_for(p, Pretraining.load(roots(p)["pretrain"], 2, p.frame_hw))
+    cfg, params = new_model(model, tokenizer, p.frame_hw, seed=p.seed)
     return cfg, params, tokenizer
 
 
@@ -107,7 +107,7 @@ def optim(p) -> train.OptimConfig:
 def pretrain(p: PretrainParams, data: Pretraining, checkpoint: Path | None):
     """(config, params, tokenizer, history) after ``p.steps`` steps of the chosen objectives."""
     tokenizer = tokenizer_for(p, data)
-    cfg, params = new_model(p.model, tokenizer, p.image_size, p.precision, p.seed)
+    cfg, params = new_model(p.model, tokenizer, p.frame_hw, p.precision, p.seed)
     tx = train.optimizer(optim(p))
     loss = partial(train.pretrain_losses, cfg=cfg, obj=objectives(p))
     batches = partial(_pretrain_batch, data, tokenizer, p, cfg.text_len)
@@ -144,39 +144,41 @@ def order_stories(p: StoryParams, stories: Stories, model=None) -> np.ndarray:
 _qa_logits = jax.jit(train.qa_logits, static_argnames=("cfg",))
 
 
-def qa_predictions(params, cfg: ModelConfig, tokenizer, qa: VideoQA, text_len: int,
+def qa_predictions(params, cfg: ModelConfig, tokenizer, qa: VideoQA, question_segments: int,
                    batch_size: int = 32) -> np.ndarray:
     """The chosen answer (N,) of every question."""
     out = []
     for start in range(0, len(qa.answers), batch_size):
         rows = np.arange(start, min(start + batch_size, len(qa.answers)))
-        batch = qa.batch(tokenizer, rows, text_len)
+        batch = qa.batch(tokenizer, rows, cfg.text_len, question_segments)
         out.append(np.asarray(_qa_logits(params, batch, cfg)).argmax(-1))
     return np.concatenate(out)
 
 
-def qa_accuracy(params, cfg: ModelConfig, tokenizer, qa: VideoQA, text_len: int) -> float:
-    return float((qa_predictions(params, cfg, tokenizer, qa, text_len) == qa.answers).mean())
+def qa_accuracy(params, cfg: ModelConfig, tokenizer, qa: VideoQA, question_segments: int
+                ) -> float:
+    chosen = qa_predictions(params, cfg, tokenizer, qa, question_segments)
+    return float((chosen == qa.answers).mean())
 
 
 def finetune_qa(p: FinetuneParams, checkpoint: Path | None):
     """(config, params, tokenizer, history) after finetuning on the QA training split; the
     history has validation accuracy every ``p.eval_every`` steps."""
     qa_root = roots(p)["qa"]
-    train_qa = VideoQA.load(qa_root, "train", p.segments, p.segment_seconds, p.image_size)
-    val_qa = VideoQA.load(qa_root, "val", p.segments, p.segment_seconds, p.image_size)
+    train_qa = VideoQA.load(qa_root, "train", p.segments, p.segment_seconds, p.frame_hw)
+    val_qa = VideoQA.load(qa_root, "val", p.segments, p.segment_seconds, p.frame_hw)
     cfg, params, tokenizer = load_or_new(p.init, p)
     tx = train.optimizer(optim(p))
     state, hist = train.fit(
         train.create_state(params, tx), partial(train.qa_losses, cfg=cfg), tx,
-        partial(_qa_batch, train_qa, tokenizer, p), p.steps, seed=p.seed, checkpoint=checkpoint,
+        partial(_qa_batch, train_qa, tokenizer, p, cfg.text_len), p.steps, seed=p.seed, checkpoint=checkpoint,
         checkpoint_every=p.checkpoint_every, fsdp=p.fsdp, desc="finetune QA",
         evaluate=lambda params: {"accuracy": qa_accuracy(params, cfg, tokenizer, val_qa,
-                                                         p.text_len)},
+                                                         p.question_segments)},
         eval_every=p.eval_every)
     return cfg, state.params, tokenizer, hist
 
 
-def _qa_batch(qa: VideoQA, tokenizer, p: FinetuneParams, step: int) -> dict:
+def _qa_batch(qa: VideoQA, tokenizer, p: FinetuneParams, text_len: int, step: int) -> dict:
     rows = np.random.default_rng([p.seed, step]).choice(len(qa.answers), p.batch_size)
-    return qa.batch(tokenizer, rows, p.text_len)
+    return qa.batch(tokenizer, rows, text_len, p.question_segments)

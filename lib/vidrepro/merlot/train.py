@@ -106,7 +106,8 @@ def pretrain_losses(params, batch, rng, cfg: ModelConfig, obj: O.Objectives):
 
 def qa_losses(params, batch, rng, cfg: ModelConfig):
     """Multiple-choice QA: each answer read with the frames, the scores softmaxed over answers.
-    frames (B, S, H, W, 3), text (B, A, L) one "question answer" segment per answer."""
+    frames (B, S, H, W, 3), text (B, A, S', L): per answer the question's segments, then the
+    answer's."""
     del rng
     logits = qa_logits(params, batch, cfg)  # (B, A)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["answer"]).mean()
@@ -122,9 +123,9 @@ def qa_logits(params, batch, cfg: ModelConfig):
     tokens, _ = model.apply({"params": params}, frames, method=Merlot.encode_frames)
     tokens = jnp.repeat(tokens, a, axis=0)  # (B*A, S, P, D): the frames once per answer
     index = jnp.broadcast_to(jnp.arange(s), (b * a, s))
-    _, t = model.apply({"params": params}, tokens, index, text.reshape(b * a, 1, -1),
-                       method=Merlot.joint)
-    scores = model.apply({"params": params}, t[:, 0, 0], method=Merlot.qa_score)
+    _, t = model.apply({"params": params}, tokens, index, text.reshape(b * a, *text.shape[2:]),
+                       method=Merlot.joint)  # t (B*A, S', L, D)
+    scores = model.apply({"params": params}, t[:, -1, 0], method=Merlot.qa_score)  # answer START
     return scores.reshape(b, a).astype(jnp.float32)
 
 
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     if os.environ.get("VIDREPRO_MULTIHOST") == "1":
         jax.distributed.initialize()
     if stage == "pretrain":
-        data = Pretraining.load(pipeline.roots(p)["pretrain"], p.segments, p.image_size)
+        data = Pretraining.load(pipeline.roots(p)["pretrain"], p.segments, p.frame_hw)
         cfg, params, tokenizer, history = pipeline.pretrain(p, data, out / "ckpt")
     else:
         cfg, params, tokenizer, history = pipeline.finetune_qa(p, out / "ckpt")
