@@ -72,3 +72,22 @@ def load_image(path: str | Path) -> np.ndarray:
 
     with Image.open(path) as im:
         return np.array(im.convert("RGB"))  # a writable copy (torch.from_numpy needs one)
+
+
+def timeline(rows: dict[str, Sequence[tuple[float, float, str]]], duration: float,
+             title: str = ""):
+    """Captioned segments on a time axis, one lane per source (reference, generated, ...):
+    how a dense-captioning video reads at a glance."""
+    import matplotlib.pyplot as plt
+
+    lanes = [(name, seg) for name, segs in rows.items() for seg in segs]
+    fig, ax = plt.subplots(figsize=(11, 0.42 * len(lanes) + 0.9))
+    for y, (name, (start, end, text)) in enumerate(lanes):
+        ax.barh(y, end - start, left=start, height=0.7, alpha=0.35,
+                color=f"C{list(rows).index(name)}")
+        ax.text(start, y, f" {text}", va="center", fontsize=7)
+    ax.set_yticks(range(len(lanes)), [name for name, _ in lanes], fontsize=7)
+    ax.set(xlim=(0, duration), xlabel="seconds", title=title)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig

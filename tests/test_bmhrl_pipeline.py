@@ -1,0 +1,103 @@
+"""BMHRL's stages end to end on a few synthetic dense videos: warm start, critic, hierarchical
+RL and evaluation from the command line, DDP with two processes, resuming the RL phases."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+from vidrepro.bmhrl import pipeline, train
+from vidrepro.bmhrl.agent import HierarchicalCaptioner
+from vidrepro.bmhrl.model import BMT
+from vidrepro.bmhrl.params import EvalParams, HrlParams
+from vidrepro.data.synthetic import datasets
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dense")
+    datasets.build("dense", root, size=replace(datasets.SIZES["tiny"], dense=(6, 2)))
+    return root
+
+
+def run(stage: str, out, dense, *overrides: str, launcher: list[str] | None = None):
+    cmd = (launcher or [sys.executable, "-m"]) + ["vidrepro.bmhrl.train", stage, "--out", str(out),
+                                                  "-p", f"dense_root={dense}"]
+    for o in overrides:
+        cmd += ["-p", o]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out / "model"
+
+
+@pytest.fixture(scope="module")
+def trained(dense, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runs")
+    warm = run("warmstart", tmp / "ws", dense, "steps=3", "batch_size=4")
+    critic = run("critic", tmp / "critic", dense, "steps=3", "batch_size=4")
+    return warm, critic
+
+
+def test_stages_from_the_command_line_save_loadable_models(trained, dense, tmp_path):
+    warm, critic = trained
+    model, vocab, none = pipeline.load(warm)
+    assert isinstance(model, BMT) and none is None
+    assert len(json.loads((warm / pipeline.HISTORY).read_text())["values"]["loss"]) == 3
+    agent_dir = run("hrl", tmp_path / "hrl", dense, f"init={warm}", f"critic={critic}",
+                    "rounds=1", "worker_steps=2", "manager_steps=1", "batch_size=3",
+                    "reward=cider")
+    agent, vocab2, critic_model = pipeline.load(agent_dir)
+    assert isinstance(agent, HierarchicalCaptioner) and critic_model is not None
+    assert vocab2 == vocab
+    values = pipeline.history(agent_dir)
+    assert len(values["worker/score"]) == 2 and len(values["manager/score"]) == 1
+    # the warm-started BMT inside the agent moved during the worker phase only
+    before = dict(model.named_parameters())
+    moved = [n for n, p in agent.bmt.named_parameters() if not torch.equal(p, before[n])]
+    assert moved and not any(n.startswith("word_embedding") for n in moved)
+
+
+def test_evaluation_scores_both_annotation_sets(trained, dense):
+    warm, _ = trained
+    p = EvalParams(model=str(warm), dense_root=str(dense))
+    model, vocab, critic = pipeline.load_or_new(p.model, p)
+    scores, records = pipeline.evaluate(model, critic, vocab, p, [0.5])
+    for metric in ("METEOR", "Bleu_4", "CIDEr"):
+        assert 0 <= scores[metric] <= 10
+        assert scores[metric] == pytest.approx(
+            (scores[f"{metric}/val_1"] + scores[f"{metric}/val_2"]) / 2)
+    assert {r["split"] for r in records} == {"val_1", "val_2"}
+    lanes = pipeline.timeline_rows(records, pipeline.dataset(p, "val_1", vocab).references(),
+                                   records[0]["video"], "val_1")
+    assert lanes["reference"] and lanes["generated"]
+
+
+def test_hrl_resumes_finished_phases_and_rejects_a_mismatched_start(trained, dense, tmp_path):
+    warm, critic = trained
+    p = HrlParams(init=str(warm), critic=str(critic), rounds=1, worker_steps=1, manager_steps=1,
+                  lr=1e-4, batch_size=2, reward="cider", dense_root=str(dense))
+    first, *_ , h1 = train.train_hrl(p, tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "round0_worker").is_dir()
+    *_, h2 = train.train_hrl(p.model_copy(update={"rounds": 2}), tmp_path / "ckpt")
+    # round 0 came back from its checkpoints (same numbers), round 1 ran
+    assert h2.values["worker/score"][0] == h1.values["worker/score"][0]
+    assert len(h2.values["worker/score"]) == 2
+    agent_dir = pipeline.save(tmp_path / "agent", first, *pipeline.load(warm)[1:2], h1,
+                              pipeline.load_critic(critic)[0])
+    with pytest.raises(TypeError, match="holds an HRL agent"):
+        train.train_hrl(p.model_copy(update={"init": str(agent_dir)}), None)
+
+
+@pytest.mark.slow
+def test_warm_start_under_torchrun_with_two_processes(dense, tmp_path):
+    model = run("warmstart", tmp_path, dense, "steps=2", "batch_size=2",
+                launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "-m"])
+    loaded, _, _ = pipeline.load(model)
+    assert isinstance(loaded, BMT)
