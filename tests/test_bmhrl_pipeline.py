@@ -101,3 +101,12 @@ def test_warm_start_under_torchrun_with_two_processes(dense, tmp_path):
                           "-m"])
     loaded, _, _ = pipeline.load(model)
     assert isinstance(loaded, BMT)
+
+
+def test_a_config_name_gives_an_untrained_model_on_the_data_vocabulary(dense):
+    p = EvalParams(model="tiny", dense_root=str(dense))
+    model, vocab, critic = pipeline.load_or_new(p.model, p)
+    assert isinstance(model, BMT) and critic is None
+    assert model.cfg.vocab_size == len(vocab) == len(pipeline.build_vocab(p))
+    with pytest.raises(FileNotFoundError, match="not a BMHRL model folder"):
+        pipeline.load(dense)

@@ -133,8 +133,9 @@ def load_or_new(model: str, p: Data) -> tuple[BMT | HierarchicalCaptioner, Vocab
     if (Path(model) / BMT_CONFIG).exists():
         return load(model)
     vocab = build_vocab(p)
-    return new_bmt(WarmstartParams(model=model, steps=0, lr=1.0, batch_size=1,
-                                   **p.model_dump()), vocab), vocab, None
+    data = {k: getattr(p, k) for k in Data.model_fields}
+    untrained = WarmstartParams(model=model, steps=0, lr=1.0, batch_size=1, **data)
+    return new_bmt(untrained, vocab), vocab, None
 
 
 def save_critic(folder: Path, critic: SegmentCritic, cfg: AgentConfig, vocab: Vocab,
