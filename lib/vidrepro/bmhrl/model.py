@@ -223,17 +223,26 @@ class EncoderLayer(nn.Module):
 
 
 class BiModalEncoder(nn.Module):
-    """N encoder layers. Bi-modal, it returns Av (audio that attended video) and Va (video that
-    attended audio); with one modality, that stream encoded (the other is None)."""
+    """N encoder layers, then a LayerNorm per stream. Bi-modal, it returns Av (audio that
+    attended video) and Va (video that attended audio); with one modality, that stream encoded
+    (the other is None).
+
+    The final norms depart from BMT, whose pre-LN stack hands its un-normalised residual
+    stream to the decoder. There the decoder's cross-attention outputs come out about ten
+    times larger than the caption stream (std 6.5 against 0.7 on the synthetic features), and
+    BMT's bridge, which LayerNorms the concatenated streams and has no residual, then loses
+    the words: the tiny bi-modal warm start stayed at unigram accuracy (0.19 after 100 steps,
+    against 0.35 with the norms; single-stream models, without a bridge, learn either way)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.layers))
+        self.norms = nn.ModuleDict({m: nn.LayerNorm(cfg.width(m)) for m in cfg.streams})
 
     def forward(self, xs: dict[str, Tensor], masks: dict[str, Tensor]) -> dict[str, Tensor]:
         for layer in self.layers:
             xs = layer(xs, masks)
-        return xs
+        return {m: self.norms[m](x) for m, x in xs.items()}
 
 
 class Memory(NamedTuple):
