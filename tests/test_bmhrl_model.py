@@ -91,10 +91,11 @@ def test_single_modality_has_no_bimodal_parts():
         video_only.encode(None, None, torch.randn(1, 3, video_only.cfg.d_audio), None)
 
 
-@pytest.mark.parametrize("modalities", MODALITIES)
-def test_padding_rows_do_not_change_outputs(modalities):
+@pytest.mark.parametrize(("modalities", "fusion"), [(m, "mean") for m in MODALITIES]
+                         + [("audio_video", "bridge")])
+def test_padding_rows_do_not_change_outputs(modalities, fusion):
     """Each sample alone, unpadded == the same sample in a padded batch with garbage padding."""
-    model = model_for(modalities)
+    model = model_for(modalities, fusion=fusion)
     cfg = model.cfg
     video, vmask, audio, amask = features(cfg)
     video = video + 100.0 * torch.randn_like(video) * ~vmask[..., None]  # garbage in padding
@@ -185,7 +186,7 @@ def sequence_logprob(model: BMT, memory: Memory, out: torch.Tensor) -> torch.Ten
     return (logp * real).sum(1)
 
 
-@pytest.mark.parametrize("end_bias", [0.0, 3.0])
+@pytest.mark.parametrize("end_bias", [0.0, 8.0])
 def test_beam_is_well_formed_and_scores_its_captions(end_bias):
     """A wider beam returns well-formed captions whose log-prob is at least the greedy one's
     (not guaranteed in general; true for this seed) and, with an end-biased generator so that
@@ -268,9 +269,12 @@ def test_config_json_round_trip(tmp_path):
         dataclasses.replace(cfg, modalities="text")
 
 
-def test_tiny_model_overfits_four_captions():
-    """The whole stack learns: 4 (features, caption) pairs memorised in 100 Adam steps."""
-    model = model_for(seed=0)
+@pytest.mark.parametrize("fusion", ["mean", "bridge"])
+def test_tiny_model_overfits_four_captions(fusion):
+    """The whole stack learns, with either fusion of the two cross-attentions: 4 (features,
+    caption) pairs memorised in 100 Adam steps."""
+    model = model_for(seed=0, fusion=fusion)
+    assert (model.decoder.layers[0].bridge is not None) == (fusion == "bridge")
     cfg = model.cfg
     video, vmask, audio, amask = features(cfg, (6, 4, 5, 3), (5, 7, 3, 4), seed=7)
     words = [[5, 6, 7, 8], [9, 10, 11], [12, 6, 13, 14, 15], [16, 17]]

@@ -64,6 +64,10 @@ class ModelConfig:
     d_word: int = 300  # word-vector width (GloVe 840B.300d)
     d_caption: int | None = None  # caption stream width (BMT's d_model_caps); None: d_word
     d_ff: int | None = None  # FFN hidden width; None: 4x each stream's width, as BMT
+    # How the decoder joins its audio and video cross-attentions: "bridge" is BMT's
+    # LayerNorm-Linear-ReLU over the two residual streams (no residual around it); "mean" adds
+    # their average to the caption stream, a residual (see DecoderLayer).
+    fusion: str = "bridge"
     heads: int = 4
     layers: int = 2
     dropout: float = 0.1
@@ -76,6 +80,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.modalities not in MODALITIES:
             raise ValueError(f"modalities must be one of {sorted(MODALITIES)}, got {self.modalities!r}")
+        if self.fusion not in ("bridge", "mean"):
+            raise ValueError(f"fusion must be 'bridge' or 'mean', got {self.fusion!r}")
         if self.d_model % self.heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
         if not 0.0 <= self.dropout < 1.0:
@@ -309,8 +315,13 @@ class DecoderCache:
 
 class DecoderLayer(nn.Module):
     """c += SelfAtt(LN c, causal); c_m = c + CrossAtt_m(LN_m c, memory_m) for each stream;
-    bi-modal: c = ReLU(Dropout(Linear(LN [c_audio; c_video]))) (BMT's bridge), else c = c_m;
-    c += FFN(LN c)."""
+    bi-modal: c = ReLU(Dropout(Linear(LN [c_audio; c_video]))) (BMT's bridge) or
+    c = (c_audio + c_video) / 2 (``fusion="mean"``), else c = c_m; c += FFN(LN c).
+
+    The bridge has no residual: the words reach the next layer only through it. At tiny scale
+    that does not train (greedy captions of a 300-step bi-modal warm start scored METEOR 3.6,
+    against 20.3 audio-only), so the tiny config uses the mean; the full config keeps BMT's
+    bridge."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -322,7 +333,7 @@ class DecoderLayer(nn.Module):
         self.norm_cross = nn.ModuleDict({m: nn.LayerNorm(d) for m in cfg.streams})
         n = len(cfg.streams)
         self.bridge = nn.Sequential(nn.LayerNorm(n * d), nn.Linear(n * d, d), nn.Dropout(cfg.dropout),
-                                    nn.ReLU()) if n > 1 else None
+                                    nn.ReLU()) if n > 1 and cfg.fusion == "bridge" else None
         self.ff = feed_forward(d, cfg.ff_width("caption"), cfg.dropout)
         self.norm_ff = nn.LayerNorm(d)
         self.drop = nn.Dropout(cfg.dropout)
@@ -343,7 +354,12 @@ class DecoderLayer(nn.Module):
             kv = cache.cross[m] if cache is not None else self.cross_att[m].keys_values(source)
             att = self.cross_att[m](self.norm_cross[m](c), mask=key_padding(mask), kv=kv)
             fused.append(c + self.drop(att))  # (B, l, d_caption)
-        c = self.bridge(torch.cat(fused, -1)) if self.bridge is not None else fused[0]
+        if len(fused) == 1:
+            c = fused[0]
+        elif self.bridge is not None:
+            c = self.bridge(torch.cat(fused, -1))  # (B, l, d_caption) <- (B, l, 2 d_caption)
+        else:
+            c = (fused[0] + fused[1]) / 2
         return c + self.drop(self.ff(self.norm_ff(c)))
 
 
