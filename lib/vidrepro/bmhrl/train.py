@@ -98,7 +98,11 @@ class WorkerObjective(nn.Module):
         chosen = logp.gather(2, out.tokens[:, :, None]).squeeze(2)  # (B, T)
         returns = rewards.discounted_returns(reward.to(chosen.device), mask, p.gamma_worker)
         policy, value_loss, stats = rewards.policy_gradient(chosen, returns, values, mask)
-        if p.loss == "biased_kl":  # the sampled words pull the target where they paid off
+        if p.loss == "biased_kl":
+            # The release's loss, approximated: the reference word at each position of the
+            # rollout is the target, and the sampled word takes a share of it that grows with
+            # its advantage. The release instead sampled from the teacher-forced prediction;
+            # here both share the rollout's prefixes. Not measured yet at any scale.
             offset = rewards.reward_offset(returns - values.detach(), chosen.exp(), mask)
             target = batch.tokens[:, 1:1 + out.tokens.shape[1]]
             target = nn.functional.pad(target, (0, out.tokens.shape[1] - target.shape[1]),
