@@ -28,6 +28,12 @@ def project_root() -> Path:
     )
 
 
+def data_path(given: str | Path) -> Path:
+    """A path from a params file: absolute as it is, else relative to ``data_root()``."""
+    path = Path(given)
+    return path if path.is_absolute() else data_root() / path
+
+
 def data_root() -> Path:
     """Datasets: ``$VIDREPRO_DATA`` (full-scale users point it at their disks), else ``data/``."""
     if env := os.environ.get("VIDREPRO_DATA"):

@@ -20,8 +20,6 @@ start token, include the end token, pad after it. Teacher forcing takes BMT's in
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import END_ID, PAD_ID, START_ID, Vocab
-from .model import BMT, Attention, Memory, key_padding
+from .model import BMT, Attention, Memory, config_from_json, config_to_json, key_padding
 
 # Words that open a new clause or phrase: a segment ends before them. Punctuation is split off
 # by ``text.wordlevel.words``, so "," and "." are words of their own.
@@ -172,21 +170,12 @@ class AgentConfig:
             raise ValueError(f"gate_init must be in (0, 1), got {self.gate_init}")
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(dataclasses.asdict(self), indent=4) + "\n"
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+        return config_to_json(self, path)
 
     @classmethod
     def from_json(cls, source: str | Path) -> AgentConfig:
-        """From JSON text (a str starting with ``{``) or a file; unknown keys are an error."""
-        text = source if isinstance(source, str) and source.lstrip().startswith("{") \
-            else Path(source).read_text()
-        spec = json.loads(text)
-        unknown = set(spec) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown AgentConfig keys: {sorted(unknown)}")
-        return cls(**spec)
+        """From JSON text or a file; unknown keys are an error."""
+        return config_from_json(cls, source)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -206,8 +206,7 @@ class DenseCaptions(Dataset[Item]):
     def segments(self) -> dict[str, list[tuple[float, float]]]:
         """Each kept video's distinct ``(start, end)`` segments, in annotation order: the
         ground-truth proposals a captioner is evaluated with."""
-        return {v.video_id: list(dict.fromkeys((e.start, e.end) for e in v.events))
-                for v in self.videos}
+        return _segments(self.videos)
 
     def references(self) -> dict[str, dict]:
         """The kept videos in the ActivityNet Captions layout, as densevid evaluation takes
@@ -224,6 +223,10 @@ def gt_proposals(root: PathLike, split: str, video_dir: PathLike | None = None,
     path = annotation_path(root, split)
     dirs = feature_dirs(root, video_dir, audio_dir)
     videos = activitynet.with_features(activitynet.read_annotations(path), *dirs)
+    return _segments(videos)
+
+
+def _segments(videos: Iterable[activitynet.AnetVideo]) -> dict[str, list[tuple[float, float]]]:
     return {v.video_id: list(dict.fromkeys((e.start, e.end) for e in v.events)) for v in videos}
 
 

@@ -50,6 +50,26 @@ MODALITIES = {"audio_video": ("audio", "video"), "video": ("video",), "audio": (
 # Config.
 
 
+def config_to_json(cfg, path: str | Path | None = None) -> str:
+    """A config dataclass as JSON text, also written to ``path`` if given."""
+    text = json.dumps(dataclasses.asdict(cfg), indent=4) + "\n"
+    if path is not None:
+        Path(path).write_text(text)
+    return text
+
+
+def config_from_json(cls, source: str | Path):
+    """A config dataclass from JSON text (a str starting with ``{``) or a file; unknown keys
+    are an error."""
+    text = source if isinstance(source, str) and source.lstrip().startswith("{") \
+        else Path(source).read_text()
+    spec = json.loads(text)
+    unknown = set(spec) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    return cls(**spec)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """BMT's sizes. Special ids follow ``bmhrl.data`` (pad 0, start 1, end 2).
@@ -103,21 +123,11 @@ class ModelConfig:
         return self.d_ff or 4 * self.width(stream)
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(dataclasses.asdict(self), indent=4) + "\n"
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+        return config_to_json(self, path)
 
     @classmethod
     def from_json(cls, source: str | Path) -> ModelConfig:
-        """From JSON text (a str starting with ``{``) or a file; unknown keys are an error."""
-        text = source if isinstance(source, str) and source.lstrip().startswith("{") \
-            else Path(source).read_text()
-        spec = json.loads(text)
-        unknown = set(spec) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown ModelConfig keys: {sorted(unknown)}")
-        return cls(**spec)
+        return config_from_json(cls, source)
 
     @classmethod
     def named(cls, name: str, **overrides) -> ModelConfig:

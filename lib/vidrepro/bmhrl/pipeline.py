@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..data.synthetic.datasets import locate
 from ..metrics.densevid import evaluate_dense_captions
-from ..paths import data_root
+from ..paths import data_path
 from ..training import History, step_rng
 from .agent import AgentConfig, HierarchicalCaptioner, SegmentCritic
 from .data import END_ID, Batch, DenseCaptions, Vocab, collate, train_sentences
@@ -65,16 +65,11 @@ def embeddings(p: WarmstartParams, vocab: Vocab, dim: int) -> torch.Tensor | Non
     if p.embeddings == "glove":
         if not p.glove_path:
             raise ValueError("embeddings: glove needs glove_path (a GloVe .txt file)")
-        matrix, found = read_glove(_data_file(p.glove_path), vocab, dim, seed=p.seed)
+        matrix, found = read_glove(data_path(p.glove_path), vocab, dim, seed=p.seed)
         print(f"GloVe: {found} of {len(vocab)} words found")
     else:
         matrix = train_embeddings(train_sentences(dense_root(p)), vocab, dim, seed=p.seed)
     return torch.from_numpy(matrix)
-
-
-def _data_file(given: str) -> Path:
-    path = Path(given)
-    return path if path.is_absolute() else data_root() / path
 
 
 def new_bmt(p: WarmstartParams, vocab: Vocab) -> BMT:
@@ -151,10 +146,10 @@ def save_critic(folder: Path, critic: SegmentCritic, cfg: AgentConfig, vocab: Vo
 def load_critic(folder: str | Path, p: Data | None = None
                 ) -> tuple[SegmentCritic, AgentConfig, Vocab]:
     """A critic folder; with ``p``, an empty name gives an untrained critic (standalone runs)."""
-    folder = Path(folder)
-    if p is not None and not str(folder).strip(". "):
+    if p is not None and not str(folder):
         cfg, vocab = AgentConfig(), build_vocab(p)
         return SegmentCritic.from_config(cfg, len(vocab)).eval(), cfg, vocab
+    folder = Path(folder)
     cfg = AgentConfig.from_json(_require(folder, AGENT_CONFIG, "segment critic"))
     vocab = Vocab.load(folder / VOCAB)
     critic = SegmentCritic.from_config(cfg, len(vocab))

@@ -87,11 +87,11 @@ class WorkerObjective(nn.Module):
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict]:
         p, pad = self.p, self.agent.bmt.cfg.pad_id
+        memory = self.agent.encode(*_inputs(batch))  # once: sampled from, then re-scored
         with torch.no_grad():
-            out = self.agent.rollout(self.agent.encode(*_inputs(batch)), self.critic)
+            out = self.agent.rollout(memory, self.critic)
         reward = rewards.token_rewards(out.tokens, self.vocab, _references(batch), self.scorer)
         mask = rewards.caption_mask(out.tokens)  # (B, T)
-        memory = self.agent.encode(*_inputs(batch))
         start = out.tokens.new_full((len(batch), 1), self.agent.bmt.cfg.start_id)
         inputs = torch.cat([start, out.tokens[:, :-1]], 1)  # (B, T)
         logp, values = self.agent.worker_forward(memory, inputs, out.step_goals())

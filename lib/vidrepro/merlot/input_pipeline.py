@@ -8,6 +8,7 @@ resumed run sees exactly the batches it would have seen.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 from ..data.formats import merlot as merlot_format
 from ..data.formats import videoqa, vist
 from ..text import wordlevel
-from ..video import probe, sample_frames
+from ..video import sample_frames
 from .objectives import MASK, START
 
 SPECIALS = ("<mask>", "<start>")  # ids 3 and 4 (objectives.MASK, objectives.START)
@@ -59,8 +60,7 @@ def frames_at(path: Path, duration: float, times: list[float], hw: tuple[int, in
     def indices(n: int) -> np.ndarray:
         return np.clip((np.asarray(times) / duration * n).astype(np.int64), 0, n - 1)
 
-    info = probe(path)
-    return sample_frames(path, indices=indices, size=covering(info.width, info.height, hw),
+    return sample_frames(path, indices=indices, size=partial(covering, hw=hw),
                          crop=(hw[1], hw[0]))
 
 

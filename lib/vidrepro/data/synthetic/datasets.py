@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ...paths import data_root
+from ...paths import data_path, data_root
 from ...video import write_video
 from ..formats import activitynet, changeit, lavis, merlot, videoqa, vist
 from . import audio, features, language, render, scenes, states
@@ -389,5 +389,4 @@ def locate(kind: str, given: str = "", seed: int = 0, size: str = "tiny") -> Pat
     empty the synthetic ``kind`` (generated first if missing)."""
     if not given:
         return ensure(kind, seed, size)
-    path = Path(given)
-    return path if path.is_absolute() else data_root() / path
+    return data_path(given)
