@@ -16,6 +16,7 @@ from vidrepro.bmhrl.agent import HierarchicalCaptioner
 from vidrepro.bmhrl.model import BMT
 from vidrepro.bmhrl.params import EvalParams, HrlParams
 from vidrepro.data.synthetic import datasets
+from vidrepro.metrics import densevid
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +64,20 @@ def test_stages_from_the_command_line_save_loadable_models(trained, dense, tmp_p
     assert moved and not any(n.startswith("word_embedding") for n in moved)
 
 
-def test_evaluation_scores_both_annotation_sets(trained, dense):
+def test_evaluation_scores_both_annotation_sets(trained, dense, monkeypatch):
     warm, _ = trained
     p = EvalParams(model=str(warm), dense_root=str(dense))
     model, vocab, critic = pipeline.load_or_new(p.model, p)
+    started = []
+
+    class CountedMeteor(densevid.Meteor):
+        def __init__(self):
+            super().__init__()
+            started.append(self)
+
+    monkeypatch.setattr(densevid, "Meteor", CountedMeteor)
     scores, records = pipeline.evaluate(model, critic, vocab, p, [0.5])
+    assert len(started) == 1  # one METEOR process for val_1 and val_2
     for metric in ("METEOR", "Bleu_4", "CIDEr"):
         assert 0 <= scores[metric] <= 10
         assert scores[metric] == pytest.approx(

@@ -382,3 +382,30 @@ def test_scores_are_per_video_means_with_garbage_units(monkeypatch: pytest.Monke
     assert [len(gts) for gts in meteor.calls] == [3, 2] * len(TIOUS)
     garbage = [gts[1][0] for gts in meteor.calls[1::2]]
     assert all(re.fullmatch("[a-z]{10,20}", g) for g in garbage)
+
+
+class _FixedMeteor:
+    """Stands in for a caller's METEOR process: every video scores 0.25."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def compute_score(self, gts: Any, res: Any) -> tuple[float, list[float]]:
+        self.calls += 1
+        return 0.25, [0.25] * len(res)
+
+
+def test_a_callers_meteor_serves_every_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring val_1 and val_2 with the caller's METEOR starts no process of its own."""
+    def no_process() -> None:
+        raise AssertionError("started a METEOR process although one was given")
+
+    monkeypatch.setattr(densevid, "Meteor", no_process)
+    monkeypatch.setattr(densevid, "tokenize",
+                        lambda caps: {k: [" ".join(v[0].lower().split())] for k, v in caps.items()})
+    meteor = _FixedMeteor()
+    for refs in (REFS_AB, {"A": ANN}):
+        scores = densevid.evaluate_dense_captions(refs, {"A": PERFECT}, tious=(0.5,),
+                                                  meteor=meteor)
+        assert scores["METEOR"] == pytest.approx(0.25 / len(refs))  # B has no prediction: 0
+    assert meteor.calls == 2

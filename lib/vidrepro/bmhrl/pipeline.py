@@ -19,7 +19,7 @@ from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
 from ..data.synthetic.datasets import locate
-from ..metrics.densevid import evaluate_dense_captions
+from ..metrics.densevid import evaluate_dense_captions, meteor_process
 from ..paths import data_path
 from ..training import History, step_rng
 from .agent import AgentConfig, HierarchicalCaptioner, SegmentCritic
@@ -206,14 +206,17 @@ def caption_segments(model, critic, vocab: Vocab, ds: DenseCaptions, beam_size: 
 def evaluate(model, critic, vocab: Vocab, p: Data, tious: list[float], beam_size: int = 1
              ) -> tuple[dict[str, float], list[dict]]:
     """BMT's ground-truth-proposal protocol: caption each annotation set's own segments and
-    score them against that set (densevid_eval), then average val_1 and val_2. Returns the
-    averaged scores (plus ``<metric>/<split>``) and the per-segment records."""
+    score them against that set (densevid_eval), then average val_1 and val_2; one METEOR
+    process scores both. Returns the averaged scores (plus ``<metric>/<split>``) and the
+    per-segment records."""
     per_split, records = {}, []
-    for split in EVAL_SPLITS:
-        ds = dataset(p, split, vocab, unique_segments=True)
-        predictions, recs = caption_segments(model, critic, vocab, ds, beam_size)
-        per_split[split] = evaluate_dense_captions(ds.references(), predictions, tious=tious)
-        records += [{**r, "split": split} for r in recs]
+    with meteor_process() as meteor:
+        for split in EVAL_SPLITS:
+            ds = dataset(p, split, vocab, unique_segments=True)
+            predictions, recs = caption_segments(model, critic, vocab, ds, beam_size)
+            per_split[split] = evaluate_dense_captions(ds.references(), predictions,
+                                                       tious=tious, meteor=meteor)
+            records += [{**r, "split": split} for r in recs]
     names = [k for k in per_split[EVAL_SPLITS[0]] if "@" not in k]
     scores = {k: float(np.mean([per_split[s][k] for s in EVAL_SPLITS])) for k in names}
     scores |= {f"{k}/{s}": per_split[s][k] for s in EVAL_SPLITS for k in names}

@@ -150,6 +150,7 @@ def evaluate_dense_captions(
     max_proposals: int | None = MAX_PROPOSALS,
     seed: int = 0,
     tiou_eps: float = 0.0,
+    meteor: Meteor | None = None,
 ) -> dict[str, float]:
     """densevid_eval scores of ``predictions`` against one or more reference sets.
 
@@ -159,7 +160,9 @@ def evaluate_dense_captions(
     [{"timestamp": [s, e], "sentence": str}, ...]}``. Returns, for each name in
     ``METRICS`` and ``DETECTION_METRICS``, the mean over ``tious`` under the
     bare name and the per-threshold value under ``f"{name}@{tiou:g}"``
-    (e.g. ``"METEOR@0.5"``). Needs Java unless no prediction is scored.
+    (e.g. ``"METEOR@0.5"``). Needs Java unless no prediction is scored. A caller that
+    evaluates several sets passes one ``meteor`` (from :func:`meteor_process`) to them all;
+    otherwise one is started for this call.
     """
     per_video = score_videos(
         references,
@@ -168,6 +171,7 @@ def evaluate_dense_captions(
         max_proposals=max_proposals,
         seed=seed,
         tiou_eps=tiou_eps,
+        meteor=meteor,
     )
     return summarize(per_video)
 
@@ -180,6 +184,7 @@ def score_videos(
     max_proposals: int | None = MAX_PROPOSALS,
     seed: int = 0,
     tiou_eps: float = 0.0,
+    meteor: Meteor | None = None,
 ) -> dict[float, dict[Hashable, dict[str, float]]]:
     """``{tiou: {reference video: {metric: score}}}`` before any averaging.
 
@@ -199,12 +204,13 @@ def score_videos(
     rng = random.Random(seed)
     needed = any(units for by_video in pairs.values() for units in by_video.values())
     out: dict[float, dict[Hashable, dict[str, float]]] = {}
-    with _meteor(needed) as meteor:
+    with (contextlib.nullcontext(meteor) if meteor is not None or not needed
+          else meteor_process()) as scorer:
         for t in thresholds:
             out[t] = {}
             for v in videos:
                 units = _unit_texts(pairs[t][v], v, texts, rng)
-                scores = video_scores(units, meteor) if units and meteor is not None else _zeros()
+                scores = video_scores(units, scorer) if units and scorer is not None else _zeros()
                 out[t][v] = scores | _best_detection(ref_sets, preds.get(v, []), v, t, tiou_eps)
     return out
 
@@ -500,11 +506,9 @@ def _unit_texts(
 
 
 @contextlib.contextmanager
-def _meteor(needed: bool) -> Iterator[Meteor | None]:
-    """One METEOR process for the whole evaluation, stopped on exit; none if unused."""
-    if not needed:
-        yield None
-        return
+def meteor_process() -> Iterator[Meteor]:
+    """One METEOR (Java) process for a whole evaluation, however many videos, thresholds and
+    reference sets it scores (the original started one per video); stopped on exit."""
     meteor = Meteor()
     try:
         yield meteor
