@@ -91,3 +91,30 @@ def timeline(rows: dict[str, Sequence[tuple[float, float, str]]], duration: floa
     ax.invert_yaxis()
     fig.tight_layout()
     return fig
+
+
+STATE_COLOURS = {1: "C0", 2: "C1", 3: "C2"}  # initial state, action, end state (ChangeIt labels)
+
+
+def state_timeline(p_init: np.ndarray, p_action: np.ndarray, p_end: np.ndarray,
+                   labels: np.ndarray | None = None, chosen: Sequence[int] | None = None,
+                   title: str = ""):
+    """Per-second probabilities of a video's initial state, action and end state; the annotated
+    seconds shaded in the same colours, the chosen (s1, a, s2) as dashed lines."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 2.6))
+    seconds = np.arange(len(p_init))
+    for k, (name, p) in enumerate((("initial", p_init), ("action", p_action), ("end", p_end))):
+        colour = STATE_COLOURS[k + 1]
+        ax.plot(seconds, p, color=colour, label=name)
+        if labels is not None:
+            on = np.flatnonzero(np.asarray(labels) == k + 1)
+            for t in on:
+                ax.axvspan(t - 0.5, t + 0.5, color=colour, alpha=0.12, lw=0)
+        if chosen is not None:
+            ax.axvline(chosen[k], color=colour, ls="--", lw=1)
+    ax.set(xlabel="second", ylabel="probability", ylim=(0, 1.02), title=title)
+    ax.legend(fontsize=7, loc="upper right", ncols=3)
+    fig.tight_layout()
+    return fig
