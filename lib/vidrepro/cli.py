@@ -43,7 +43,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                              seeds=args.seeds)
     print(frame.to_string(index=False))
     if rows is None:
-        print(f"written: {tables.results_dir(root, args.scale) / args.table}.{{md,csv,png}}")
+        stem = tables.results_name(args.table, args.seeds)
+        print(f"written: {tables.results_dir(root, args.scale) / stem}.{{md,csv,png}}")
     else:
         print("(some rows only: results/ left unchanged)")
     return 0

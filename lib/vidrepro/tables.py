@@ -238,8 +238,7 @@ def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, forc
                                          seed=seed if seeds > 1 else None)
     frame = assemble(spec, per_seed, load_published(root, table))
     if rows is None:
-        write_results(frame, spec, table if seeds == 1 else f"{table}_{seeds}seeds", scale, root,
-                      seeds)
+        write_results(frame, spec, results_name(table, seeds), scale, root, seeds)
     return frame
 
 
@@ -278,6 +277,12 @@ def _metric(results: dict[str, runs.RunResult], row: RowSpec, metric: str) -> fl
 
 def results_dir(root: Path, scale: str) -> Path:
     return root / "results" if scale == "tiny" else root / "results" / scale
+
+
+def results_name(table: str, seeds: int = 1) -> str:
+    """The file stem of a table's results: one seed keeps the table's name, so the committed
+    one-seed table and a repeated-seeds table never overwrite each other."""
+    return table if seeds == 1 else f"{table}_{seeds}seeds"
 
 
 def write_results(frame: pd.DataFrame, spec: TableSpec, table: str, scale: str,
