@@ -66,7 +66,7 @@ class Size:
 
 SIZES = {
     "tiny": Size(frame=64, fps=8, clips=(160, 24, 40), refs=10, images=300, pretrain_videos=80,
-                 segments=8, stories=(120, 40, 40), dense=(60, 20), state_videos=(24, 6),
+                 segments=8, stories=(120, 40, 40), dense=(60, 20), state_videos=(24, 24),
                  state_categories=4, qa=(90, 20, 30)),
     "small": Size(frame=96, fps=8, clips=(1200, 100, 300), refs=20, images=3000,
                   pretrain_videos=800, segments=8, stories=(1000, 200, 200), dense=(400, 100),
