@@ -67,7 +67,7 @@ class Size:
 SIZES = {
     "tiny": Size(frame=64, fps=8, clips=(160, 24, 40), refs=10, images=300, pretrain_videos=80,
                  segments=8, stories=(120, 40, 40), dense=(60, 20), state_videos=(24, 24),
-                 state_categories=4, qa=(90, 20, 30)),
+                 state_categories=4, qa=(90, 20, 150)),
     "small": Size(frame=96, fps=8, clips=(1200, 100, 300), refs=20, images=3000,
                   pretrain_videos=800, segments=8, stories=(1000, 200, 200), dense=(400, 100),
                   state_videos=(120, 15), state_categories=6, qa=(800, 100, 200)),
@@ -306,6 +306,13 @@ def _questions(video: _Video, rng: np.random.Generator) -> list[tuple[str, int, 
     return out[:QA_QUESTIONS]
 
 
+def qa_clip(rng: np.random.Generator) -> tuple[Scene, list[Event]]:
+    """A QA video joins its script after the ``appear``: a video that always opened with the
+    object coming into view made "what happens first?" answerable from the options' words
+    alone (a model with the frames blanked scored 100% on it), so it tested no video."""
+    return scenes.scripted_clip(rng, QA_STEPS, SEGMENT_SECONDS, opening=False)
+
+
 def qa_items(scene: Scene, steps: list[Event], rng: np.random.Generator,
              video_id: str) -> list[videoqa.QAItem]:
     """The questions about one scripted video, each with its options shuffled."""
@@ -323,7 +330,7 @@ def build_qa(out: Path, seed: int, size: Size) -> None:
         items: list[videoqa.QAItem] = []
         for i in tqdm(range(count), desc=f"qa/{split}", leave=False):
             rng = _rng(seed, 6, s, i)
-            scene, steps = scenes.scripted_clip(rng, QA_STEPS, SEGMENT_SECONDS)
+            scene, steps = qa_clip(rng)
             vid = f"{split}{i:05d}"
             n += 1
             _write_clip(videoqa.video_path(out, vid), scene, size, seed + n, fps=4)

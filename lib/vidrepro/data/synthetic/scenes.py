@@ -127,30 +127,34 @@ def caption_clip(rng: np.random.Generator, duration: float = 3.0, max_events: in
 TERMINAL = ("split", "disappear")
 
 
-def script_chain(rng: np.random.Generator, length: int) -> list[str]:
+def script_chain(rng: np.random.Generator, length: int, opening: bool = True) -> list[str]:
     """Abstract event kinds following :data:`SCRIPT`, starting with ``appear``; an object
-    only splits or disappears at the last step, so every step has something to show."""
+    only splits or disappears at the last step, so every step has something to show. Without
+    the ``opening`` the chain is joined after its ``appear`` (a video that starts mid-story)."""
     chain = ["appear"]
+    length += not opening
     while len(chain) < length:
         nxt = SCRIPT[chain[-1]]
         last = len(chain) == length - 1
         options = [k for k in nxt if k != "end" and (last or k not in TERMINAL)] or ["move"]
         weights = np.array([nxt[k] if k in nxt else 1.0 for k in options], float)
         chain.append(options[rng.choice(len(options), p=weights / weights.sum())])
-    return chain
+    return chain if opening else chain[1:]
 
 
 def scripted_clip(rng: np.random.Generator, steps: int, step_seconds: float,
-                  distractor: bool = True) -> tuple[Scene, list[Event]]:
+                  distractor: bool = True, opening: bool = True) -> tuple[Scene, list[Event]]:
     """One object living through a :func:`script_chain`, one event per step (stories and
-    pretraining videos); a second, idle object may stand by. Returns the scene and, per step,
-    its event."""
+    pretraining videos); a second, idle object may stand by. Without the ``opening`` the
+    object is in view from the start and the chain is joined after its ``appear``. Returns the
+    scene and, per step, its event."""
     hero = random_object(rng)
     objects = [hero] + ([random_object(rng)] if distractor and rng.random() < 0.5 else [])
-    tracker = _Tracker(hero, hero.x, hero.y, hero.colour)
+    tracker = _Tracker(hero, hero.x, hero.y, hero.colour, appeared=not opening)
     duration = steps * step_seconds
+    windows = slots(duration, steps, rng, fill=0.6)
     events: list[Event] = []
-    for (start, end), kind in zip(slots(duration, steps, rng, fill=0.6), script_chain(rng, steps)):
+    for (start, end), kind in zip(windows, script_chain(rng, steps, opening)):
         event = _event(rng, tracker, kind, start, end, 0)
         if event is None:  # the script asked for something impossible here: fall back
             event = next(e for k in ("bounce", "move", "grow")
