@@ -223,3 +223,14 @@ def test_command_line_pretraining_saves_a_loadable_model(tmp_path):
     cfg, params, tokenizer = pipeline.load(tmp_path / "run" / "model")
     assert cfg.image_size == (16, 24) and tokenizer.convert_tokens_to_ids("<start>") == O.START
     assert len(pipeline.history(tmp_path / "run" / "model")["loss"]) == 2
+
+
+def test_blanked_qa_keeps_the_questions_and_blacks_every_frame():
+    from vidrepro.merlot.input_pipeline import VideoQA
+
+    frames = np.random.default_rng(0).integers(1, 255, (2, 3, 4, 4, 3), dtype=np.uint8)
+    qa = VideoQA(frames, ["q0", "q1"], [["a", "b"], ["c", "d"]], np.array([1, 0]))
+    blank = qa.blanked()
+    assert not blank.frames.any() and blank.frames.shape == frames.shape
+    assert blank.texts == qa.texts and (blank.answers == qa.answers).all()
+    assert qa.frames.all()  # the original is untouched

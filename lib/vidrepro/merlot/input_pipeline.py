@@ -7,7 +7,7 @@ resumed run sees exactly the batches it would have seen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -160,6 +160,11 @@ class VideoQA:
                                                  segments * segment_seconds, times, hw)
         return cls(np.stack([cache[i.video_id] for i in items]), [i.question for i in items],
                    [list(i.answers) for i in items], np.array([i.answer for i in items], np.int32))
+
+    def blanked(self) -> VideoQA:
+        """The same questions with every frame black: what a model answers from the words
+        alone (the questions' own bias, and how much of an accuracy the video carries)."""
+        return replace(self, frames=np.zeros_like(self.frames))
 
     def batch(self, tokenizer, rows: np.ndarray, text_len: int, question_segments: int) -> dict:
         """frames (B, S, H, W, 3); text (B, A, question_segments + 1, text_len); answer (B,)."""
