@@ -234,3 +234,43 @@ def test_blanked_qa_keeps_the_questions_and_blacks_every_frame():
     assert not blank.frames.any() and blank.frames.shape == frames.shape
     assert blank.texts == qa.texts and (blank.answers == qa.answers).all()
     assert qa.frames.all()  # the original is untouched
+
+
+def test_recall_at_1_pools_every_image_of_every_batch(params, monkeypatch):
+    """Captions retrieve among all B*S images, across the batches the pool is embedded in."""
+    unit = np.eye(15, dtype=np.float32).reshape(5, 3, 15)  # 5 stories x 3 images, one-hot
+
+    def fake(params, frames, text, cfg):  # frames carry their own story index in pixel 0
+        rows = frames[:, 0, 0, 0, 0].astype(int)
+        return unit[rows], images[rows]
+
+    monkeypatch.setattr(story, "embeddings", fake)
+    frames = np.zeros((5, 3, 2, 2, 3), np.float32)
+    frames[:, 0, 0, 0, 0] = np.arange(5)
+    text = np.zeros((5, 3, 1), np.int32)
+    images = unit.copy()
+    assert story.recall_at_1(params, frames, text, MICRO, batch_size=2) == 1.0
+    images = np.roll(unit, 1, axis=0)  # every caption's nearest image is in another story
+    assert story.recall_at_1(params, frames, text, MICRO, batch_size=2) == 0.0
+    images = unit.copy()
+    images[1] = unit[2]  # story 1's images look like story 2's: neither story's captions hit
+    assert story.recall_at_1(params, frames, text, MICRO, batch_size=2) == pytest.approx(9 / 15)
+
+
+def test_retrieval_reads_one_group_per_pretraining_video_and_unseen_stories(tmp_path):
+    from vidrepro.data.synthetic import datasets
+    from vidrepro.merlot import pipeline
+    from vidrepro.merlot.input_pipeline import Pretraining, Stories, build_tokenizer
+
+    small = replace(datasets.SIZES["tiny"], pretrain_videos=3, segments=7, stories=(0, 4, 0))
+    datasets.build("pretrain", tmp_path / "pretrain", size=small)
+    datasets.build("stories", tmp_path / "stories", size=small)
+    data = Pretraining.load(tmp_path / "pretrain", 5, (16, 16))
+    assert data.firsts.tolist() == [0, 3, 6]  # 7 segments: 3 groups of 5 per video
+    assert all(data.texts[i] != data.texts[i + 1] for i in data.firsts)
+    stories = Stories.load(tmp_path / "stories", "val", (16, 16))
+    tok = build_tokenizer([t for texts in data.texts + stories.texts for t in texts])
+    cfg, params = pipeline.new_model("tiny", tok, (16, 16))
+    out = pipeline.retrieval((cfg, params, tok), data, stories, limit=2)
+    assert out["chance_seen"] == out["chance_unseen"] == pytest.approx(1 / 10)
+    assert {out["recall_seen"] * 10, out["recall_unseen"] * 10} <= set(range(11))

@@ -71,21 +71,24 @@ class Pretraining:
 
     frames: np.ndarray
     texts: list[list[str]]
+    firsts: np.ndarray  # (V,) each video's first group: frames that no other row repeats
 
     @classmethod
     def load(cls, root: Path, segments: int, hw: tuple[int, int]) -> Pretraining:
         videos = merlot_format.read_segments(root)
-        frames, texts = [], []
+        frames, texts, firsts = [], [], []
         for video in tqdm(videos, desc="decoding pretraining videos", leave=False):
             mids = [(s.start + s.end) / 2 for s in video.segments]
             decoded = frames_at(merlot_format.video_path(root, video.video_id), video.duration,
                                 mids, hw)
+            if len(video.segments) >= segments:
+                firsts.append(len(frames))
             for start in range(len(video.segments) - segments + 1):
                 frames.append(decoded[start: start + segments])
                 texts.append([s.text for s in video.segments[start: start + segments]])
         if not frames:
             raise ValueError(f"{root}: no video has {segments} segments")
-        return cls(np.stack(frames), texts)
+        return cls(np.stack(frames), texts, np.array(firsts))
 
     def batch(self, tokenizer, step: int, batch_size: int, text_len: int, seed: int) -> dict:
         rng = np.random.default_rng([seed, step])

@@ -117,6 +117,21 @@ def pretrain(p: PretrainParams, data: Pretraining, checkpoint: Path | None):
     return cfg, state.params, tokenizer, hist
 
 
+def retrieval(model, data: Pretraining, stories: Stories, limit: int = 100) -> dict[str, float]:
+    """Caption-to-image recall@1 of the contrastive heads, pools of ``limit`` x segments images:
+    on pretraining videos (one group each, seen in training) and on stories (never seen). A
+    high first and a chance second is a model that memorised its videos."""
+    cfg, params, tokenizer = model
+    seen = data.firsts[:limit]
+    out = {}
+    for name, frames, texts in (("seen", data.frames[seen], [data.texts[i] for i in seen]),
+                                ("unseen", stories.frames[:limit], stories.texts[:limit])):
+        text = np.stack([encode(tokenizer, t, cfg.text_len) for t in texts])
+        out[f"recall_{name}"] = story.recall_at_1(params, normalise(frames), text, cfg)
+        out[f"chance_{name}"] = 1 / text.shape[0] / text.shape[1]
+    return out
+
+
 def _pretrain_batch(data, tokenizer, p, text_len, step):
     return data.batch(tokenizer, step, p.batch_size, text_len, p.seed)
 

@@ -44,13 +44,29 @@ def merlot_orders(params, frames, text, cfg: ModelConfig, seed: int = 0,
 
 
 @partial(jax.jit, static_argnames=("cfg",))
-def similarities(params, frames, text, cfg: ModelConfig):
-    """Caption-image cosine similarities (B, S, S) from the contrastive heads."""
+def embeddings(params, frames, text, cfg: ModelConfig):
+    """The contrastive heads' unit embeddings of captions (B, S, E) and images (B, S, E)."""
     model = Merlot(cfg)
     _, cls = model.apply({"params": params}, frames, method=Merlot.encode_frames)
     states, _ = model.apply({"params": params}, text, method=Merlot.text_only)
-    t, f = model.apply({"params": params}, states[:, :, 0], cls, method=Merlot.contrastive)
+    return model.apply({"params": params}, states[:, :, 0], cls, method=Merlot.contrastive)
+
+
+def similarities(params, frames, text, cfg: ModelConfig):
+    """Caption-image cosine similarities (B, S, S) within each story."""
+    t, f = embeddings(params, frames, text, cfg)
     return jnp.einsum("bid,bjd->bij", t, f)
+
+
+def recall_at_1(params, frames, text, cfg: ModelConfig, batch_size: int = 32) -> float:
+    """Caption-to-image retrieval among all B*S images of the pool: the fraction of captions
+    whose own image is the most similar (chance 1/(B*S)). On images the model never saw it
+    says whether the contrastive objective learned to see, or learned its training set."""
+    parts = [embeddings(params, frames[i:i + batch_size], text[i:i + batch_size], cfg)
+             for i in range(0, len(frames), batch_size)]
+    t = np.concatenate([np.asarray(a) for a, _ in parts]).reshape(-1, parts[0][0].shape[-1])
+    f = np.concatenate([np.asarray(b) for _, b in parts]).reshape(-1, parts[0][1].shape[-1])
+    return float(((t @ f.T).argmax(1) == np.arange(len(t))).mean())
 
 
 def contrastive_orders(params, frames, text, cfg: ModelConfig) -> np.ndarray:
