@@ -225,8 +225,8 @@ def test_command_line_pretraining_saves_a_loadable_model(tmp_path):
     assert len(pipeline.history(tmp_path / "run" / "model")["loss"]) == 2
 
 
-def test_blanked_qa_keeps_the_questions_and_blacks_every_frame():
-    from vidrepro.merlot.input_pipeline import VideoQA
+def test_blanked_qa_and_stories_keep_the_words_and_black_every_frame():
+    from vidrepro.merlot.input_pipeline import Stories, VideoQA
 
     frames = np.random.default_rng(0).integers(1, 255, (2, 3, 4, 4, 3), dtype=np.uint8)
     qa = VideoQA(frames, ["q0", "q1"], [["a", "b"], ["c", "d"]], np.array([1, 0]))
@@ -234,6 +234,8 @@ def test_blanked_qa_keeps_the_questions_and_blacks_every_frame():
     assert not blank.frames.any() and blank.frames.shape == frames.shape
     assert blank.texts == qa.texts and (blank.answers == qa.answers).all()
     assert qa.frames.all()  # the original is untouched
+    stories = Stories(frames, [["a", "b", "c"]] * 2, ["s0", "s1"]).blanked()
+    assert not stories.frames.any() and stories.texts[1] == ["a", "b", "c"]
 
 
 def test_recall_at_1_pools_every_image_of_every_batch(params, monkeypatch):

@@ -106,8 +106,15 @@ def photo(image_dir: Path, photo_id: str, hw: tuple[int, int]) -> np.ndarray:
         return np.asarray(image.crop((left, top, left + hw[1], top + hw[0])))
 
 
+class _Blankable:
+    def blanked(self):
+        """The same items with every frame black: what a model gets from the words alone
+        (their own bias), so the gap to the real frames is what it reads from the images."""
+        return replace(self, frames=np.zeros_like(self.frames))
+
+
 @dataclass
-class Stories:
+class Stories(_Blankable):
     """VIST stories: 5 photos (N, 5, H, W, 3) uint8 and their 5 sentences, in story order."""
 
     frames: np.ndarray
@@ -126,7 +133,7 @@ class Stories:
 
 
 @dataclass
-class VideoQA:
+class VideoQA(_Blankable):
     """Multiple-choice questions: the video's frames at its segments' middles (N, S, H, W, 3),
     each question and its answers (N, A) as text.
 
@@ -163,11 +170,6 @@ class VideoQA:
                                                  segments * segment_seconds, times, hw)
         return cls(np.stack([cache[i.video_id] for i in items]), [i.question for i in items],
                    [list(i.answers) for i in items], np.array([i.answer for i in items], np.int32))
-
-    def blanked(self) -> VideoQA:
-        """The same questions with every frame black: what a model answers from the words
-        alone (the questions' own bias, and how much of an accuracy the video carries)."""
-        return replace(self, frames=np.zeros_like(self.frames))
 
     def batch(self, tokenizer, rows: np.ndarray, text_len: int, question_segments: int) -> dict:
         """frames (B, S, H, W, 3); text (B, A, question_segments + 1, text_len); answer (B,)."""
