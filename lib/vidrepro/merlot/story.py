@@ -64,8 +64,7 @@ def recall_at_1(params, frames, text, cfg: ModelConfig, batch_size: int = 32) ->
     says whether the contrastive objective learned to see, or learned its training set."""
     parts = [embeddings(params, frames[i:i + batch_size], text[i:i + batch_size], cfg)
              for i in range(0, len(frames), batch_size)]
-    t = np.concatenate([np.asarray(a) for a, _ in parts]).reshape(-1, parts[0][0].shape[-1])
-    f = np.concatenate([np.asarray(b) for _, b in parts]).reshape(-1, parts[0][1].shape[-1])
+    t, f = (np.concatenate(side).reshape(-1, side[0].shape[-1]) for side in zip(*parts))
     return float(((t @ f.T).argmax(1) == np.arange(len(t))).mean())
 
 
