@@ -1,25 +1,30 @@
 """MERLOT's data: pretraining groups from YT-Temporal-style videos, VIST stories, video QA.
 
-Frames are decoded once into memory (the tiny sets are a few MB; at full scale this is where a
+Text is tokenized by a word-level vocabulary built from the data (tiny scale) or a local
+subword tokenizer renumbered to the model's special ids (full scale). Frames are decoded once
+into memory (the tiny sets are a few MB; at full scale this is where a
 sharded TFRecord/ArrayRecord reader would go) and batches are drawn by step number, so a
 resumed run sees exactly the batches it would have seen.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tokenizers import Tokenizer
 from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerFast
 
 from ..data.formats import merlot as merlot_format
 from ..data.formats import videoqa, vist
 from ..text import wordlevel
 from ..video import sample_frames
-from .objectives import MASK, START
+from .objectives import MASK, PAD, START
 
 SPECIALS = ("<mask>", "<start>")  # ids 3 and 4 (objectives.MASK, objectives.START)
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # ImageNet statistics, as the ResNet stem
@@ -27,9 +32,61 @@ STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def build_tokenizer(texts: list[str]):
-    tok = wordlevel.build(texts, extra_specials=SPECIALS)
-    assert tok.convert_tokens_to_ids(list(SPECIALS)) == [MASK, START]
-    return tok
+    """The word-level vocabulary of ``texts`` (tiny scale: a word is one token)."""
+    return _checked(wordlevel.build(texts, extra_specials=SPECIALS))
+
+
+def load_tokenizer(path: Path):
+    """A local tokenizer (full scale: RoBERTa's BPE, as the paper), renumbered so its ids are
+    the model's: the objectives' specials in the word-level layout, every real token from
+    ``objectives.SPECIAL_IDS`` on. The renumbering lives in the tokenizer itself, not in a
+    wrapper, so ``encode``, ``decode`` and a saved model folder's ``from_pretrained`` all see
+    the same ids (and renumbering a renumbered tokenizer changes nothing).
+
+    ``path`` is a ``tokenizer.json`` file or a folder ``save_pretrained`` wrote; it is read
+    locally (never a hub name, never remote code)."""
+    source = (PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+              if path.is_dir() else PreTrainedTokenizerFast(tokenizer_file=str(path)))
+    spec = json.loads(source.backend_tokenizer.to_str())
+    unk = spec["model"].get("unk_token") or wordlevel.UNK
+    specials = (wordlevel.PAD, wordlevel.EOS, unk, *SPECIALS)
+    core = Tokenizer.from_str(json.dumps(specials_first(spec, specials)))
+    return _checked(PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token=wordlevel.PAD, eos_token=wordlevel.EOS, unk_token=unk,
+        additional_special_tokens=list(SPECIALS)))
+
+
+def specials_first(spec: dict, specials: tuple[str, ...]) -> dict:
+    """A ``tokenizers`` JSON renumbered: ``specials`` at ids 0, 1, ... (the tokenizer's own
+    token of that name where it has one, as RoBERTa's ``<pad>`` and ``<mask>``, so no string
+    has two ids), every other token after them in its old order, so ids stay dense and
+    ``len(tokenizer)`` sizes the embedding. Added tokens go into the model's vocabulary too:
+    ``tokenizers`` ignores the id of an added token the vocabulary lacks and appends it. The
+    post-processor goes: its template holds old ids, and ``encode`` adds the kit's own START."""
+    model = dict(spec["model"])
+    if not isinstance(model.get("vocab"), dict):
+        raise ValueError(f"a {model['type']} vocabulary has no token ids to renumber (MERLOT "
+                         "reads BPE, WordPiece and WordLevel tokenizers)")
+    if len(set(specials)) < len(specials):
+        raise ValueError(f"special tokens {specials} must be distinct")
+    added = {a["content"]: dict(a) for a in spec["added_tokens"]}
+    old = model["vocab"] | {token: a["id"] for token, a in added.items()}
+    rest = sorted(set(old) - set(specials), key=lambda token: (old[token], token))
+    model["vocab"] = {token: i for i, token in enumerate([*specials, *rest])}
+    for token in specials:
+        added.setdefault(token, {"content": token, "single_word": False, "lstrip": False,
+                                 "rstrip": False, "normalized": False})["special"] = True
+    for token, a in added.items():
+        a["id"] = model["vocab"][token]
+    return {**spec, "model": model, "post_processor": None,
+            "added_tokens": sorted(added.values(), key=lambda a: a["id"])}
+
+
+def _checked(tokenizer):
+    """The ids ``objectives`` hard-codes, whichever way the vocabulary was made."""
+    ids = tokenizer.convert_tokens_to_ids([tokenizer.pad_token, *SPECIALS])
+    assert ids == [PAD, MASK, START], ids
+    return tokenizer
 
 
 def encode(tokenizer, texts: list[str], length: int) -> np.ndarray:

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-PAD, MASK, START = 0, 3, 4  # token ids (vidrepro.text.wordlevel with MERLOT's extra specials)
+PAD, MASK, START = 0, 3, 4  # token ids (input_pipeline: word-level or a renumbered BPE)
 SPECIAL_IDS = 5  # ids below this are never masked or drawn as random replacements
 DIFFERENT, SAME, BEFORE, AFTER = 0, 1, 2, 3  # classes of the pairwise temporal heads
 

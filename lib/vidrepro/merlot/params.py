@@ -16,6 +16,11 @@ class Data(Params):
     pretrain_root: str = ""
     stories_root: str = ""
     qa_root: str = ""
+    tokenizer: str = Field("", description="empty: a word-level vocabulary built from the data "
+                           "(tiny scale); else a local tokenizer.json file or saved tokenizer "
+                           "folder, relative to $VIDREPRO_DATA or absolute (full scale: "
+                           "RoBERTa's BPE, as the paper), renumbered so the model's special "
+                           "ids (pad 0, mask 3, start 4) come first")
     data_seed: int = 0
     data_size: Literal["tiny", "small"] = "tiny"
     image_size: int | list[int] = Field(64, description="frame size in pixels: one int for "

@@ -17,6 +17,7 @@ import numpy as np
 from flax import serialization
 
 from ..data.synthetic.datasets import locate
+from ..paths import data_path
 from . import objectives as O
 from . import story, train
 from .input_pipeline import (
@@ -25,6 +26,7 @@ from .input_pipeline import (
     VideoQA,
     build_tokenizer,
     encode,
+    load_tokenizer,
     normalise,
 )
 from .models import ModelConfig, init_params
@@ -38,11 +40,30 @@ def roots(p: Data) -> dict[str, Path]:
             for kind in ("pretrain", "stories", "qa")}
 
 
-def tokenizer_for(p: Data, data: Pretraining):
-    """Word-level vocabulary of the transcripts and of the QA training questions (the words
-    a full-scale BPE would cover anyway; no labels are involved)."""
+def tokenizer_for(p: Data, data: Pretraining | None = None):
+    """The tokenizer ``p.tokenizer`` names, else the word-level vocabulary of the transcripts
+    (``data``, decoded here if not given) and of the QA training questions (the words a
+    full-scale BPE would cover anyway; no labels are involved)."""
+    if p.tokenizer:
+        return local_tokenizer(p.tokenizer)
+    if data is None:
+        data = Pretraining.load(roots(p)["pretrain"], 2, p.frame_hw)
     qa = [t for texts in VideoQA.texts_of(roots(p)["qa"], "train") for t in texts]
     return build_tokenizer([t for texts in data.texts for t in texts] + qa)
+
+
+def local_tokenizer(given: str):
+    """``Data.tokenizer``'s file or folder; errors name the parameter, since a wrong path in a
+    full-scale params file is the usual cause."""
+    path = data_path(given)
+    if not path.exists():
+        raise FileNotFoundError(f"tokenizer: {path} does not exist (a tokenizer.json file or a "
+                                "saved tokenizer folder, relative to $VIDREPRO_DATA or absolute)")
+    try:
+        return load_tokenizer(path)
+    except Exception as e:  # tokenizers reports a malformed file as a bare Exception
+        raise ValueError(f"tokenizer: {path} is not a usable tokenizer.json file or saved "
+                         f"tokenizer folder: {e}") from e
 
 
 def new_model(name: str, tokenizer, hw: tuple[int, int], precision: str = "fp32", seed: int = 0):
@@ -81,7 +102,7 @@ def load_or_new(model: str, p: Data):
     run on this data would build (the scratch row; and any notebook can run on its own)."""
     if Path(model, CONFIG).exists():
         return load(model)
-    tokenizer = tokenizer_for(p, Pretraining.load(roots(p)["pretrain"], 2, p.frame_hw))
+    tokenizer = tokenizer_for(p)
     cfg, params = new_model(model, tokenizer, p.frame_hw, seed=p.seed)
     return cfg, params, tokenizer
 
