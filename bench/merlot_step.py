@@ -8,12 +8,19 @@ Model FLOPs per step come from XLA's cost analysis; on a GPU or TPU the utilisat
 against the chip's peak (``--peak-tflops``) is printed too. Results go to
 results/bench/merlot_step.json.
 
-Usage: python bench/merlot_step.py [--base [--base-batch 8]] [--fake-devices 8] [--steps 5]
-       [--peak-tflops X]
+Usage: python bench/merlot_step.py [--base [--base-batch 8] [--base-image H W]] [--fsdp]
+       [--fake-devices 8] [--steps 5] [--peak-tflops X]
 
 The base size at batch 8 needs more than 24 GB on CPU (XLA asked for one 26 GB buffer), so a
 laptop runs it with ``--base-batch 2``; a sharded run needs the batch divisible by the device
-count and is skipped otherwise.
+count and is skipped otherwise. On 8 fake devices a replicated base model is 8 copies of its
+weights and Adam moments in one host's memory (about 50 GB): ``--fsdp`` shards them instead, and
+``--base-image 96 176`` (a quarter of the paper's pixels) shrinks the activations. That is
+still too much for a 24 GB host: under FSDP each fake device gathers the full weights for its
+part of the step, so 8 of them can hold 8 copies at once; the command below was killed for memory
+here. It is for hosts with more memory, or real devices:
+
+    python bench/merlot_step.py --base --base-batch 8 --base-image 96 176 --fsdp --steps 2
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure(size: str, batch: int, segments: int, steps: int, devices: int | None) -> dict:
+def measure(size: str, batch: int, segments: int, steps: int, devices: int | None,
+            image: tuple[int, int] | None = None, fsdp: bool = False) -> dict:
     import jax
     import numpy as np
 
@@ -42,11 +50,13 @@ def measure(size: str, batch: int, segments: int, steps: int, devices: int | Non
     cfg = models.ModelConfig.named(size)
     if jax.default_backend() == "cpu":
         cfg = replace(cfg, dtype="float32")  # bf16 matmuls are emulated on CPU
+    if image:
+        cfg = replace(cfg, image_size=tuple(image))
     params = jax.jit(partial(models.init_params, cfg))(jax.random.key(0))
     tx = train.optimizer(train.OptimConfig(steps=1000, lr=1e-4, warmup=10))
     mesh = train.make_mesh(jax.devices()[:devices] if devices else None)
     state = train.create_state(params, tx)
-    shardings = train.param_sharding(mesh, state, fsdp=False)
+    shardings = train.param_sharding(mesh, state, fsdp=fsdp)
     state = jax.device_put(state, shardings)
     step = train.make_step(partial(train.pretrain_losses, cfg=cfg, obj=O.Objectives()), tx, mesh,
                            shardings)
@@ -60,7 +70,8 @@ def measure(size: str, batch: int, segments: int, steps: int, devices: int | Non
     compiled = step.lower(state, data, key).compile()
     compile_s = time.perf_counter() - t
     cost = compiled.cost_analysis()
-    flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0))
+    # XLA costs one partition of an SPMD program: the whole step is that times the devices.
+    flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0)) * mesh.size
     state, metrics = compiled(state, data, key)  # warm-up
     jax.block_until_ready(metrics)
     times = []
@@ -71,7 +82,8 @@ def measure(size: str, batch: int, segments: int, steps: int, devices: int | Non
         times.append(time.perf_counter() - t)
     step_s = float(np.median(times))
     return {"size": size, "devices": len(mesh.devices.flat), "backend": jax.default_backend(),
-            "batch": batch, "segments": segments, "params": models.count_params(params),
+            "batch": batch, "segments": segments, "image": list(cfg.image_size), "fsdp": fsdp,
+            "params": models.count_params(params),
             "compile_s": compile_s, "step_s": step_s, "examples_per_s": batch / step_s,
             "flops_per_step": flops, "tflops_per_s": flops / step_s / 1e12}
 
@@ -81,21 +93,40 @@ def on_fake_devices(n: int, args: argparse.Namespace) -> list[dict]:
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
            "JAX_PLATFORMS": "cpu"}
     cmd = [sys.executable, __file__, "--child", "--steps", str(args.steps)] + (
-        ["--base", "--base-batch", str(args.base_batch)] if args.base else [])
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        ["--base", "--base-batch", str(args.base_batch)] if args.base else []) + (
+        ["--base-image", *map(str, args.base_image)] if args.base_image else []) + (
+        ["--fsdp"] if args.fsdp else [])
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode:  # SIGKILL (-9): the host ran out of memory
+        sys.exit(f"the run on {n} fake devices failed (exit {out.returncode}"
+                 f"{', killed: out of memory?' if out.returncode == -9 else ''}):\n"
+                 f"{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def runs(args: argparse.Namespace) -> list[dict]:
-    sizes = [("tiny", 16, 5)] + ([("base", args.base_batch, 4)] if args.base else [])
+def runs(args: argparse.Namespace, sharded: list[dict] = ()) -> list[dict]:
+    """One-device and all-device runs of each size; ``sharded``: all-device runs a child with
+    fake devices measured first (the child does only those: a base model's one-device run
+    alongside would not fit in memory)."""
+    import jax
+
+    sizes = [("tiny", 16, 5, None)] + (
+        [("base", args.base_batch, 4, args.base_image)] if args.base else [])
     out = []
-    for size, batch, segments in sizes:
-        one = measure(size, batch, segments, args.steps, devices=1)
+    for size, batch, segments, image in sizes:
+        many = len(jax.devices()) > 1 and batch % len(jax.devices()) == 0
+        if args.child:
+            if many:
+                out.append(measure(size, batch, segments, args.steps, devices=None,
+                                   image=image, fsdp=args.fsdp))
+            continue
+        one = measure(size, batch, segments, args.steps, devices=1, image=image)
         out.append({**one, "ratio_vs_one_device": 1.0})
-        import jax
-        if len(jax.devices()) > 1 and batch % len(jax.devices()) == 0:
-            many = measure(size, batch, segments, args.steps, devices=None)
-            out.append({**many, "ratio_vs_one_device": many["examples_per_s"] / one["examples_per_s"]})
+        if many:
+            sharded = [*sharded, measure(size, batch, segments, args.steps, devices=None,
+                                         image=image, fsdp=args.fsdp)]
+        out += [{**r, "ratio_vs_one_device": r["examples_per_s"] / one["examples_per_s"]}
+                for r in sharded if r["size"] == size]
     return out
 
 
@@ -103,6 +134,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", action="store_true", help="also the base size (slow on CPU)")
     parser.add_argument("--base-batch", type=int, default=8, help="examples per base step")
+    parser.add_argument("--base-image", type=int, nargs=2, metavar=("H", "W"),
+                        help="base frame size (default: the config's 192 352)")
+    parser.add_argument("--fsdp", action="store_true",
+                        help="shard the parameters over the devices (else replicated)")
     parser.add_argument("--fake-devices", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--peak-tflops", type=float, help="the accelerator's peak, for MFU")
@@ -113,10 +148,10 @@ def main() -> None:
     if args.child:
         print(json.dumps(runs(args)))
         return
-    results = runs(args)
     import jax
-    if jax.default_backend() == "cpu" and args.fake_devices > 1:
-        results += [r for r in on_fake_devices(args.fake_devices, args) if r["devices"] > 1]
+    sharded = (on_fake_devices(args.fake_devices, args)
+               if jax.default_backend() == "cpu" and args.fake_devices > 1 else [])
+    results = runs(args, sharded)
     from machine import describe
 
     print(f"{'size':6} {'dev':>4} {'batch':>5} {'compile s':>10} {'step s':>8} {'ex/s':>8} "
