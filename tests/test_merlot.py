@@ -276,3 +276,24 @@ def test_retrieval_reads_one_group_per_pretraining_video_and_unseen_stories(tmp_
     out = pipeline.retrieval((cfg, params, tok), data, stories, limit=2)
     assert out["chance_seen"] == out["chance_unseen"] == pytest.approx(1 / 10)
     assert {out["recall_seen"] * 10, out["recall_unseen"] * 10} <= set(range(11))
+
+
+def test_word_vocabulary_reads_each_transcript_once_without_decoding_videos(tmp_path):
+    """Scratch and pretraining runs on the same data share word ids: the vocabulary comes from
+    the index (each segment once), not from the decoded groups (a segment once per group)."""
+    from vidrepro.data.formats import merlot as merlot_format
+    from vidrepro.data.synthetic import datasets
+    from vidrepro.merlot import pipeline
+    from vidrepro.merlot.params import Data
+
+    small = replace(datasets.SIZES["tiny"], pretrain_videos=3, segments=7, qa=(2, 1, 1))
+    for kind in ("pretrain", "qa"):
+        datasets.build(kind, tmp_path / kind, size=small)
+    p = Data(pretrain_root=str(tmp_path / "pretrain"), qa_root=str(tmp_path / "qa"))
+    tok = pipeline.tokenizer_for(p)
+    words = {w for v in merlot_format.read_segments(tmp_path / "pretrain")
+             for s in v.segments for w in s.text.lower().split()}
+    assert tok.unk_token_id not in tok.convert_tokens_to_ids(sorted(words))
+    for video in (tmp_path / "pretrain").rglob("*.mp4"):
+        video.unlink()  # nothing is decoded: the index alone gives the same ids
+    assert pipeline.tokenizer_for(p).get_vocab() == tok.get_vocab()

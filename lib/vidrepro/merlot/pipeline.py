@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from flax import serialization
 
+from ..data.formats import merlot as merlot_format
 from ..data.synthetic.datasets import locate
 from ..paths import data_path
 from . import objectives as O
@@ -40,16 +41,18 @@ def roots(p: Data) -> dict[str, Path]:
             for kind in ("pretrain", "stories", "qa")}
 
 
-def tokenizer_for(p: Data, data: Pretraining | None = None):
-    """The tokenizer ``p.tokenizer`` names, else the word-level vocabulary of the transcripts
-    (``data``, decoded here if not given) and of the QA training questions (the words a
-    full-scale BPE would cover anyway; no labels are involved)."""
+def tokenizer_for(p: Data):
+    """The tokenizer ``p.tokenizer`` names, else the word-level vocabulary of the pretraining
+    transcripts (each segment once, read from the index: no video is decoded) and of the QA
+    training questions (the words a full-scale BPE would cover anyway; no labels are involved).
+    Every run on the same data, pretrained or from scratch, gets the same word ids."""
     if p.tokenizer:
         return local_tokenizer(p.tokenizer)
-    if data is None:
-        data = Pretraining.load(roots(p)["pretrain"], 2, p.frame_hw)
+    transcripts = [s.text for video in merlot_format.read_segments(roots(p)["pretrain"],
+                                                                   check_videos=False)
+                   for s in video.segments]
     qa = [t for texts in VideoQA.texts_of(roots(p)["qa"], "train") for t in texts]
-    return build_tokenizer([t for texts in data.texts for t in texts] + qa)
+    return build_tokenizer(transcripts + qa)
 
 
 def local_tokenizer(given: str):
@@ -127,7 +130,7 @@ def optim(p) -> train.OptimConfig:
 
 def pretrain(p: PretrainParams, data: Pretraining, checkpoint: Path | None):
     """(config, params, tokenizer, history) after ``p.steps`` steps of the chosen objectives."""
-    tokenizer = tokenizer_for(p, data)
+    tokenizer = tokenizer_for(p)
     cfg, params = new_model(p.model, tokenizer, p.frame_hw, p.precision, p.seed)
     tx = train.optimizer(optim(p))
     loss = partial(train.pretrain_losses, cfg=cfg, obj=objectives(p))
