@@ -14,13 +14,15 @@ Usage: python bench/merlot_step.py [--base [--base-batch 8] [--base-image H W]] 
 The base size at batch 8 needs more than 24 GB on CPU (XLA asked for one 26 GB buffer), so a
 laptop runs it with ``--base-batch 2``; a sharded run needs the batch divisible by the device
 count and is skipped otherwise. On 8 fake devices a replicated base model is 8 copies of its
-weights and Adam moments in one host's memory (about 50 GB): ``--fsdp`` shards them instead, and
-``--base-image 96 176`` (a quarter of the paper's pixels) shrinks the activations. That is
-still too much for a 24 GB host: under FSDP each fake device gathers the full weights for its
-part of the step, so 8 of them can hold 8 copies at once; the command below was killed for memory
-here. It is for hosts with more memory, or real devices:
+weights and Adam moments in one host's memory (about 50 GB): ``--fsdp`` shards them instead. Each
+fake device still gathers the full fp32 weights for its part of the step: XLA plans 2.2 GB of
+buffers per device beside its 0.57 GB share of the state at a quarter of the paper's pixels
+(``--base-image 96 176``), 22 GB for 8, which was killed on a 24 GB host; at 64x112 it plans
+1.5 GB per device and runs (peak 22 GB resident). ``temp_gb_per_device`` in the results is
+XLA's plan. The bfloat16 compute of the base config does not shrink it on CPU (2.35 GB: the
+weights are gathered before the cast), so CPU runs stay fp32:
 
-    python bench/merlot_step.py --base --base-batch 8 --base-image 96 176 --fsdp --steps 2
+    python bench/merlot_step.py --base --base-batch 8 --base-image 64 112 --fsdp --steps 2
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def measure(size: str, batch: int, segments: int, steps: int, devices: int | Non
     compiled = step.lower(state, data, key).compile()
     compile_s = time.perf_counter() - t
     cost = compiled.cost_analysis()
+    memory = compiled.memory_analysis()  # one device's buffers, as XLA planned them
     # XLA costs one partition of an SPMD program: the whole step is that times the devices.
     flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0)) * mesh.size
     state, metrics = compiled(state, data, key)  # warm-up
@@ -81,9 +84,10 @@ def measure(size: str, batch: int, segments: int, steps: int, devices: int | Non
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t)
     step_s = float(np.median(times))
-    return {"size": size, "devices": len(mesh.devices.flat), "backend": jax.default_backend(),
+    return {"size": size, "devices": mesh.size, "backend": jax.default_backend(),
             "batch": batch, "segments": segments, "image": list(cfg.image_size), "fsdp": fsdp,
-            "params": models.count_params(params),
+            "dtype": cfg.dtype, "params": models.count_params(params),
+            "temp_gb_per_device": getattr(memory, "temp_size_in_bytes", 0) / 2**30,
             "compile_s": compile_s, "step_s": step_s, "examples_per_s": batch / step_s,
             "flops_per_step": flops, "tflops_per_s": flops / step_s / 1e12}
 
