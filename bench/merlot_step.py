@@ -18,9 +18,8 @@ weights and Adam moments in one host's memory (about 50 GB): ``--fsdp`` shards t
 fake device still gathers the full fp32 weights for its part of the step: XLA plans 2.2 GB of
 buffers per device beside its 0.57 GB share of the state at a quarter of the paper's pixels
 (``--base-image 96 176``), 22 GB for 8, which was killed on a 24 GB host; at 64x112 it plans
-1.5 GB per device and runs (peak 22 GB resident). ``temp_gb_per_device`` in the results is
-XLA's plan. The bfloat16 compute of the base config does not shrink it on CPU (2.35 GB: the
-weights are gathered before the cast), so CPU runs stay fp32:
+1.5 GB per device and runs (peak 22 GB resident). Each run prints XLA's plan to stderr right
+after compiling, before the step can run out of memory (``temp_gb_per_device`` in the results):
 
     python bench/merlot_step.py --base --base-batch 8 --base-image 64 112 --fsdp --steps 2
 """
@@ -73,6 +72,9 @@ def measure(size: str, batch: int, segments: int, steps: int, devices: int | Non
     compile_s = time.perf_counter() - t
     cost = compiled.cost_analysis()
     memory = compiled.memory_analysis()  # one device's buffers, as XLA planned them
+    temp_gb = getattr(memory, "temp_size_in_bytes", 0) / 2**30
+    print(f"{size} on {mesh.size} device(s): XLA plans {temp_gb:.2f} GB of buffers per device",
+          file=sys.stderr, flush=True)
     # XLA costs one partition of an SPMD program: the whole step is that times the devices.
     flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0)) * mesh.size
     state, metrics = compiled(state, data, key)  # warm-up
@@ -87,7 +89,7 @@ def measure(size: str, batch: int, segments: int, steps: int, devices: int | Non
     return {"size": size, "devices": mesh.size, "backend": jax.default_backend(),
             "batch": batch, "segments": segments, "image": list(cfg.image_size), "fsdp": fsdp,
             "dtype": cfg.dtype, "params": models.count_params(params),
-            "temp_gb_per_device": getattr(memory, "temp_size_in_bytes", 0) / 2**30,
+            "temp_gb_per_device": temp_gb,
             "compile_s": compile_s, "step_s": step_s, "examples_per_s": batch / step_s,
             "flops_per_step": flops, "tflops_per_s": flops / step_s / 1e12}
 
