@@ -4,7 +4,8 @@
     torchrun --nproc_per_node 8 -m vidrepro.<paper>.train STAGE ...
 
 A stage reads the same params file as its notebook (``params/<paper>/<scale>/<notebook>.yaml``),
-so a notebook run and a cluster run of one configuration are the same call.
+so a notebook run and a cluster run of one configuration are the same call, with the same
+thread settings (:mod:`vidrepro.determinism`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import determinism
 from . import params as P
 from .paths import project_root
 
@@ -37,4 +39,5 @@ def parse(paper: str, stages: dict[str, str], argv: list[str] | None = None
         parser.error(str(e))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    determinism.configure()
     return args.stage, params, out

@@ -17,6 +17,12 @@ import numpy as np
 _VIDEO_CODEC = "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
+# The same frames must give the same bytes. x264's output follows its thread count (which
+# would follow the machine's cores), and its AVX-512 macroblock-tree code gives one of two
+# outputs for identical input depending on the heap; one thread and no mbtree are repeatable.
+_REPEATABLE = {"libx264": {"threads": "1", "x264-params": "mbtree=0"}}
+
+
 def _as_rate(fps: float | Fraction) -> Fraction:
     """NTSC rates given as floats (30000/1001 == 29.97002997...) come back as the exact fraction;
     a literal 29.97 stays 2997/100."""
@@ -57,7 +63,8 @@ def write_video(
     path = os.fspath(path)
     fast_start = os.path.splitext(path)[1].lower() in (".mp4", ".mov", ".m4v")
     with av.open(path, "w", options={"movflags": "faststart"} if fast_start else {}) as container:
-        video = container.add_stream(codec or _VIDEO_CODEC, rate=rate)
+        video = container.add_stream(codec or _VIDEO_CODEC, rate=rate,
+                                     options=_REPEATABLE.get(codec or _VIDEO_CODEC, {}))
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         if gop is not None:
             video.codec_context.gop_size = gop
