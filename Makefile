@@ -1,5 +1,6 @@
 # vidrepro: every target creates the environment first if it is missing.
 #   make reproduce [TABLE=blip2_ablation] [SCALE=tiny|full] [SEEDS=1]   regenerate a table
+#   make verify [TABLE=...] [SEEDS=1]                          rerun from nothing, compare with results/
 #   make test                                                  pytest + notebook checks (CI)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -14,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: setup test test-fast reproduce check lab bench data clean
+.PHONY: setup test test-fast reproduce verify check lab bench data clean
 
 setup: $(STAMP)
 
@@ -35,6 +36,9 @@ test-fast: setup
 
 reproduce: setup
 	$(BIN)/vidrepro reproduce $(TABLE) --scale $(SCALE) --seeds $(SEEDS)
+
+verify: setup
+	$(BIN)/vidrepro reproduce $(TABLE) --scale $(SCALE) --seeds $(SEEDS) --verify
 
 check: setup
 	$(BIN)/vidrepro check

@@ -59,8 +59,8 @@ def test_stages_train_save_load_and_caption(data, tmp_path):
 @pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs Java")
 def test_evaluate_reports_coco_metrics(data):
     model = pipeline.load("tiny_t5", data)
-    scores, captions = pipeline.evaluate(model, pipeline.videos(data, "test", 4, train=False),
-                                         num_beams=2, max_new_tokens=6, min_length=2)
+    scores, captions, _ = pipeline.evaluate(model, pipeline.videos(data, "test", 4, train=False),
+                                            num_beams=2, max_new_tokens=6, min_length=2)
     assert set(scores) == {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"}
     assert len(captions) == 4
 
@@ -113,3 +113,26 @@ def test_command_line_stages_save_a_loadable_model(data, tmp_path):
     assert model.decode(model.generate(clip, num_beams=2, max_new_tokens=4))[0]
     done = stage("finetune", "-p", "stepz=3", "--out", str(tmp_path / "typo"))
     assert done.returncode == 2 and "did you mean 'steps'" in done.stderr
+
+
+@pytest.mark.java
+@pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs Java")
+def test_per_clip_scores_average_to_the_logged_ones(data, monkeypatch):
+    """Captions that are right for some clips and wrong for others, so per-clip scores differ:
+    the mean of each per-clip column named as a metric is ``evaluate``'s score."""
+    import pandas as pd
+
+    clips = pipeline.videos(data, "test", 2, train=False)
+    ids = list(clips.refs)
+    made = {i: [clips.refs[i][0] if k % 2 == 0 else "a thing moves somewhere"]
+            for k, i in enumerate(ids)}
+    monkeypatch.setattr(pipeline, "caption_videos", lambda *args, **kwargs: made)
+    scores, captions, items = pipeline.evaluate(None, clips, num_beams=2, max_new_tokens=6,
+                                                min_length=2)
+    items = pd.DataFrame(items)
+    assert items["item"].tolist() == [str(i) for i in ids]
+    assert set(items.columns) == {"item", "ROUGE_L", "CIDEr", "METEOR_sentence",
+                                  *(f"Bleu_{n}_sentence" for n in range(1, 5))}
+    assert items["CIDEr"].nunique() > 1 and scores["CIDEr"] > 0
+    for metric in ("ROUGE_L", "CIDEr"):
+        assert items[metric].mean() == pytest.approx(scores[metric], rel=1e-12), metric

@@ -76,7 +76,7 @@ def test_evaluation_scores_both_annotation_sets(trained, dense, monkeypatch):
             started.append(self)
 
     monkeypatch.setattr(densevid, "Meteor", CountedMeteor)
-    scores, records = pipeline.evaluate(model, critic, vocab, p, [0.5])
+    scores, records, _ = pipeline.evaluate(model, critic, vocab, p, [0.5])
     assert len(started) == 1  # one METEOR process for val_1 and val_2
     for metric in ("METEOR", "Bleu_4", "CIDEr"):
         assert 0 <= scores[metric] <= 10
@@ -120,3 +120,57 @@ def test_a_config_name_gives_an_untrained_model_on_the_data_vocabulary(dense):
     assert model.cfg.vocab_size == len(vocab) == len(pipeline.build_vocab(p))
     with pytest.raises(FileNotFoundError, match="not a BMHRL model folder"):
         pipeline.load(dense)
+
+
+def test_split_average_weights_videos_that_only_one_split_holds():
+    """val_1 with 2 videos, val_2 with 3 (one shared): the weighted mean of the rows is the
+    mean of the two splits' means, which neither the plain row mean nor one row per video
+    without weights gives."""
+    per_split = {"val_1": {"a": {"M": 1.0}, "b": {"M": 0.0}},
+                 "val_2": {"b": {"M": 0.5}, "c": {"M": 1.0}, "d": {"M": 0.0}}}
+    rows = pipeline.average_splits(per_split)
+    assert [r["item"] for r in rows] == ["a", "b", "c", "d"]
+    logged = (0.5 + 0.5) / 2
+    weighted = sum(r["M"] * r["weight"] for r in rows) / sum(r["weight"] for r in rows)
+    assert weighted == pytest.approx(logged, rel=1e-12)
+    assert sum(r["M"] for r in rows) / len(rows) != pytest.approx(logged)
+    assert sum(r["weight"] for r in rows) == pytest.approx(len(rows))
+    same = pipeline.average_splits({"val_1": {"a": {"M": 1.0}, "b": {"M": 0.0}},
+                                    "val_2": {"a": {"M": 0.5}, "b": {"M": 0.5}}})
+    assert same == [{"item": "a", "weight": pytest.approx(1.0), "M": pytest.approx(0.75)},
+                    {"item": "b", "weight": pytest.approx(1.0), "M": pytest.approx(0.25)}]
+
+
+def test_per_video_scores_average_to_the_logged_ones(dense, monkeypatch):
+    """As the evaluation notebook logs them, at two thresholds: each metric's weighted mean over
+    the videos is the score averaged over thresholds, val_1 and val_2. Every other segment is
+    captioned with its reference sentence, so the scores are far from 0 and differ by video,
+    and every third one is cut to half its length (tIoU 0.5), so the thresholds differ."""
+    captioned = pipeline.caption_segments
+
+    def half_right(*args, **kwargs):
+        _, records = captioned(*args, **kwargs)
+        predictions = {}
+        for k, r in enumerate(records):
+            r["sentence"] = r["reference"] if k % 2 else r["sentence"]
+            r["end"] = (r["start"] + r["end"]) / 2 if k % 3 == 0 else r["end"]
+            predictions.setdefault(r["video"], []).append(
+                {"timestamp": [r["start"], r["end"]], "sentence": r["sentence"]})
+        return predictions, records
+
+    monkeypatch.setattr(pipeline, "caption_segments", half_right)
+    p = EvalParams(model="tiny", dense_root=str(dense))
+    model, vocab, critic = pipeline.load_or_new(p.model, p)
+    tious = [0.3, 0.9]
+    scores, records, items = pipeline.evaluate(model, critic, vocab, p, tious)
+    logged = {k: v for k, v in scores.items() if "/" not in k}
+    videos = {v for s in pipeline.EVAL_SPLITS for v in pipeline.dataset(p, s, vocab).references()}
+    assert sorted(r["item"] for r in items) == sorted(videos)
+    assert set(items[0]) == {"item", "weight", *logged}
+    assert logged["METEOR"] > 0.05 and logged["CIDEr"] > 0.05
+    assert len({r["METEOR"] for r in items}) > 1
+    assert scores["Recall/val_1"] < 1  # the cut segments miss at 0.9
+    total = sum(r["weight"] for r in items)
+    for name, value in logged.items():
+        weighted = sum(r[name] * r["weight"] for r in items) / total
+        assert weighted == pytest.approx(value, rel=1e-9, abs=1e-12), name

@@ -297,3 +297,54 @@ def test_word_vocabulary_reads_each_transcript_once_without_decoding_videos(tmp_
     for video in (tmp_path / "pretrain").rglob("*.mp4"):
         video.unlink()  # nothing is decoded: the index alone gives the same ids
     assert pipeline.tokenizer_for(p).get_vocab() == tok.get_vocab()
+
+
+def test_per_story_scores_average_to_the_logged_ones(params):
+    """As the story-ordering notebook logs them: each column's mean is the metric."""
+    import pandas as pd
+    from vidrepro.merlot.input_pipeline import Stories
+
+    b = batch(seed=3, b=12, s=5)
+    frames = np.zeros((12, 5, 2, 2, 3), np.uint8)
+    stories = Stories(frames, [["t"] * 5] * 12, [f"story{k}" for k in range(12)])
+    orders = story.merlot_orders(params, b["frames"], b["text"], MICRO)
+    blanked = story.merlot_orders(params, np.zeros_like(b["frames"]), b["text"], MICRO)
+    scores = story.score(orders)
+    scores["blanked_spearman"] = story.score(blanked)["spearman"]
+    items = pd.DataFrame(story.score_items(stories, orders, blanked))
+    assert items["item"].tolist() == stories.ids
+    assert set(items.columns) == {"item", *scores}
+    assert items["spearman"].nunique() > 1
+    for name, value in scores.items():
+        assert items[name].mean() == pytest.approx(value, rel=1e-12, abs=1e-12), name
+    with pytest.raises(ValueError, match="12 stories"):
+        story.score_items(stories, orders[:3], blanked)
+
+
+def test_per_question_scores_average_to_the_logged_accuracies(tmp_path):
+    """Questions read from a QA folder keep their qids; as the QA notebook logs them."""
+    import pandas as pd
+    from vidrepro.data.formats import videoqa
+    from vidrepro.data.synthetic import datasets
+    from vidrepro.merlot import pipeline
+    from vidrepro.merlot.input_pipeline import VideoQA
+
+    small = replace(datasets.SIZES["tiny"], qa=(0, 0, 4))
+    datasets.build("qa", tmp_path / "qa", size=small)
+    test = VideoQA.load(tmp_path / "qa", "test", 2, 2.0, (8, 8))
+    qids = [q.qid for q in videoqa.read_qa(videoqa.annotation_path(tmp_path / "qa", "test"))]
+    assert test.ids == qids and len(set(qids)) == len(qids) >= 4
+    rng = np.random.default_rng(0)
+    chosen = rng.integers(0, len(test.options[0]), len(qids))
+    blind = rng.integers(0, len(test.options[0]), len(qids))
+    chosen[:2] = test.answers[:2]  # some right, some wrong
+    chosen[2:4] = (test.answers[2:4] + 1) % len(test.options[0])
+    scores = {"accuracy": float((chosen == test.answers).mean()),
+              "blanked_accuracy": float((blind == test.answers).mean())}
+    items = pd.DataFrame(pipeline.qa_items(test, chosen, blind))
+    assert items["item"].tolist() == qids
+    assert set(items["accuracy"]) == {0.0, 1.0}
+    for name, value in scores.items():
+        assert items[name].mean() == pytest.approx(value, rel=1e-12), name
+    with pytest.raises(ValueError, match="need the questions' ids"):
+        pipeline.qa_items(replace(test, ids=None), chosen, blind)

@@ -134,3 +134,32 @@ def test_input_validation() -> None:
         evaluate_captions(GTS, {"video0": PERFECT["video0"]})
     with pytest.raises(ValueError, match="more than one hypothesis"):
         evaluate_captions(GTS, {**PERFECT, 7: ["a", "b"]})
+
+
+def test_item_names_keep_only_the_metrics_that_average() -> None:
+    assert captions.item_name("CIDEr") == "CIDEr" and captions.item_name("ROUGE_L") == "ROUGE_L"
+    assert captions.item_name("METEOR") == "METEOR_sentence"
+    assert captions.item_name("Bleu_4") == "Bleu_4_sentence"
+    with pytest.raises(ValueError, match="unknown caption metric"):
+        captions.item_name("SPICE")
+
+
+@pytest.mark.java
+@requires_java
+def test_per_item_cider_and_rouge_average_to_the_corpus_scores() -> None:
+    """One right, one wrong, one half-right hypothesis: per-item scores that differ, whose mean
+    is the corpus CIDEr (document frequencies from all three items) and ROUGE-L."""
+    res = {**PERFECT, "video1": BAD["video1"], 7: ["Two dogs run in the snow."]}
+    corpus, items = captions.score_captions(GTS, res, ("Bleu_4", "ROUGE_L", "CIDEr"))
+    assert list(corpus) == ["Bleu_4", "ROUGE_L", "CIDEr"]
+    assert list(items) == list(GTS)
+    assert set(items["video0"]) == {"Bleu_4_sentence", "ROUGE_L", "CIDEr"}
+    cider_items = [s["CIDEr"] for s in items.values()]
+    assert len(set(cider_items)) == 3
+    assert sum(cider_items) / 3 == pytest.approx(corpus["CIDEr"], rel=1e-12)
+    assert sum(s["ROUGE_L"] for s in items.values()) / 3 == pytest.approx(corpus["ROUGE_L"],
+                                                                          rel=1e-12)
+    cider, _ = Cider().compute_score(tokenize(GTS), tokenize(res))
+    assert corpus["CIDEr"] == pytest.approx(cider, abs=1e-12)
+    # sentence BLEU is not a decomposition of corpus BLEU: hence its own column name
+    assert sum(s["Bleu_4_sentence"] for s in items.values()) / 3 != pytest.approx(corpus["Bleu_4"])

@@ -15,6 +15,7 @@ from vidrepro.metrics.ordering import (
     all_permutations,
     best_order,
     ordering_metrics,
+    ordering_metrics_per_story,
     pairwise_accuracy,
     position_distance,
     positions_from_order,
@@ -212,3 +213,17 @@ def test_score_permutations_rejects_bad_shape() -> None:
         score_permutations(np.zeros((5, 5, 3)))
     with pytest.raises(ValueError):
         score_permutations(np.zeros((1, 5, 5, 4)))
+
+
+def test_per_story_metrics_average_to_the_corpus_ones() -> None:
+    rng = np.random.default_rng(7)
+    pred, true = random_perms(rng, 50, 5), random_perms(rng, 50, 5)
+    rows = ordering_metrics_per_story(pred, true)
+    assert {k: v.shape for k, v in rows.items()} == {k: (50,) for k in ordering_metrics(pred)}
+    whole = ordering_metrics(pred, true)
+    for name, values in rows.items():
+        assert values.mean() == pytest.approx(whole[name], rel=1e-12), name
+    assert len(set(rows["spearman"].tolist())) > 1
+    assert rows["spearman"][3] == pytest.approx(spearmanr(pred[3], true[3]).statistic)
+    assert rows["pairwise_acc"][3] == pytest.approx(loop_pairwise(pred[3:4], true[3:4]))
+    assert rows["distance"][3] == pytest.approx(loop_distance(pred[3:4], true[3:4]))

@@ -275,3 +275,22 @@ def test_many_random_videos_stay_in_range():
     result = evaluate(videos)
     assert all(0.0 <= v <= 1.0 for v in result.summary.values())
     assert sum(result.num_videos.values()) == 30
+
+
+def test_weighted_per_video_scores_average_to_the_summary(tmp_path, monkeypatch):
+    """Categories of 3 and 1 videos: only the weights make the per-video mean the summary (a
+    mean over categories), and they survive ``items.csv``."""
+    from vidrepro import runs
+
+    result = evaluate(four_videos())
+    items = result.item_scores()
+    assert [r["item"] for r in items] == ["apple/a1", "apple/a2", "apple/a3", "bacon/b1"]
+    assert [r["weight"] for r in items] == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0])
+    monkeypatch.setenv(runs.RUN_DIR_ENV, str(tmp_path))
+    runs.log_items(items)
+    frame = runs.read_items(tmp_path)
+    assert frame["item"].tolist() == [r["item"] for r in items]
+    for k in METRICS:
+        weighted = (frame[k] * frame["weight"]).sum() / frame["weight"].sum()
+        assert weighted == pytest.approx(result.summary[k], rel=1e-12), k
+    assert frame["action_p1"].mean() != pytest.approx(result.summary["action_p1"])

@@ -185,6 +185,21 @@ def test_evaluate_a_couple_of_videos(root, data):
     json.dumps(pipeline.scores_json(scores))  # what the evaluate stage writes
 
 
+def test_per_video_scores_average_to_the_logged_summary(root, data):
+    """What the evaluation notebook logs: the weighted mean of each per-video column is the
+    summary, and every test video is one item, named by its category and id."""
+    model = train.new_model(params(root), data.names).eval()
+    p = EvalParams(model="-", data_root=str(root), categories=["cutting_triangle",
+                                                              "inflating_circle"])
+    scores, predictions = pipeline.evaluate(model, p, data)
+    items = scores.item_scores()
+    assert [r["item"] for r in items] == [f"{v.category}/{v.video_id}" for v in predictions]
+    assert len({r["item"] for r in items}) == len(items) == 4
+    for k in scores.summary:
+        weighted = sum(r[k] * r["weight"] for r in items) / sum(r["weight"] for r in items)
+        assert weighted == pytest.approx(scores.summary[k], rel=1e-12, abs=1e-12), k
+
+
 def test_command_line_train_then_evaluate(root, tmp_path):
     over = ["-p", f"data_root={root}", "-p", "steps=2", "-p", "batch_size=2",
             "-p", "categories=[inflating_circle]"]

@@ -52,12 +52,20 @@ def test_reproduce_shares_steps_reuses_and_writes_results(demo_root):
     assert frame["row"].tolist() == ["plain", "scaled"]
     assert frame["score"].tolist() == [3.0, 6.0]  # 3 chars x scale / 100, x100 in the table
     assert frame["score_published"].tolist() == [2.5, ""]
-    for ext in ("csv", "md", "png"):
-        assert (demo_root / "results" / f"demo.{ext}").stat().st_size > 0
+    for name in ("demo.csv", "demo_findings.csv", "demo.md", "demo.png"):
+        assert (demo_root / "results" / name).stat().st_size > 0
     md = (demo_root / "results" / "demo.md").read_text()
-    assert "make reproduce TABLE=demo SCALE=tiny" in md and "| scaled | scaled | 6.00 |" in md
-    assert "scaling raises the score: **holds** (score: scaled 6.00 > plain 3.00)" in md
-    assert "scaling lowers the score: **does not hold (0 of 1 pairs)**" in md
+    assert "make reproduce TABLE=demo SCALE=tiny" in md
+    # items 3 - 4.5 .. 3 + 4.5 (sd 2.9, 10 items): the row's interval is about +-1.8
+    row = frame.set_index("row").loc["plain"]
+    assert 1.0 < row["score_lo"] < 1.6 and 4.4 < row["score_hi"] < 5.0
+    assert f"| plain | plain | 3.00 ± {(row['score_hi'] - row['score_lo']) / 2:.2f} |" in md
+    # every item gains exactly 3 points from scaling: a paired interval of width 0
+    assert ("scaling raises the score: **holds** (scaled - plain: +3.00 score, "
+            "95% CI +3.00 to +3.00)") in md
+    assert "scaling lowers the score: **reversed** (plain - scaled: -3.00 score" in md
+    found = pd.read_csv(demo_root / "results" / "demo_findings.csv")
+    assert found["verdict"].tolist() == ["holds", "reversed"]
     assert pd.read_csv(demo_root / "results" / "demo.csv")["score"].tolist() == [3.0, 6.0]
 
     tables.reproduce("demo", "tiny", root=demo_root, progress=False)
@@ -74,7 +82,9 @@ def test_seeds_average_rows_and_report_their_spread(demo_root):
     assert sorted(executions(demo_root)) == ["make"] * 3 + ["score"] * 6
     md = (demo_root / "results" / "demo_3seeds.md").read_text()
     assert "make reproduce TABLE=demo SCALE=tiny SEEDS=3" in md
-    assert "(score: scaled 8.00 ± 2.00 > plain 4.00 ± 1.00)" in md
+    assert frame["score_seed2"].tolist() == [5.0, 10.0]
+    # seeds disagree by 1 and 2 points: resampling seeds widens the paired interval
+    assert "scaling raises the score: **holds** (scaled - plain: +4.00 score, 95% CI +3." in md
     assert not (demo_root / "results" / "demo.md").exists()
     tables.reproduce("demo", "tiny", root=demo_root, progress=False)  # seed 0: all reused
     assert len(executions(demo_root)) == 9
@@ -179,3 +189,31 @@ def test_code_version_of_a_paper_ignores_other_papers_and_the_runner(tmp_path):
     assert runs.code_version("paper_a", package) != before
     (package / "paper_a" / "model.py").write_text("w = 0\n")
     assert runs.code_version("paper_a", package) != runs.code_version("paper_b", package)
+
+
+def test_verify_reruns_from_nothing_and_reports_each_value(demo_root, capsys):
+    tables.reproduce("demo", "tiny", root=demo_root, progress=False)
+    assert cli.main(["reproduce", "demo", "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "same       plain: all" in out and "every value repeats" in out
+    # the rerun executed every step again, in its own folder, not reusing the table's runs
+    assert sorted(executions(demo_root)) == ["make"] * 2 + ["score"] * 4
+    assert list((demo_root / "runs" / "verify").glob("demo-*/runs/tiny/demo/02_score/*"))
+    csv = demo_root / "results" / "demo.csv"
+    committed = pd.read_csv(csv)
+    committed.loc[1, "score"] = 6.01
+    committed.to_csv(csv, index=False)
+    assert cli.main(["reproduce", "demo", "--verify"]) == 1
+    out = capsys.readouterr().out
+    assert "DIFFERENT  scaled score: committed 6.01, rerun 6.0" in out
+    assert "some values differ" in out
+
+
+def test_by_construction_findings_say_why(demo_root):
+    spec = (demo_root / "params/tables/demo.yaml").read_text()
+    spec = spec.replace("pairs: [[plain, scaled]]}",
+                        "pairs: [[plain, scaled]], by_construction: the scale is set by hand}")
+    (demo_root / "params/tables/demo.yaml").write_text(spec)
+    tables.reproduce("demo", "tiny", root=demo_root, progress=False)
+    md = (demo_root / "results" / "demo.md").read_text()
+    assert "scaling lowers the score: **by construction: the scale is set by hand**" in md

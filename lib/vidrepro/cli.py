@@ -1,7 +1,7 @@
 """``vidrepro`` command line: what the Makefile and cluster users call.
 
     vidrepro run NOTEBOOK [--params FILE] [--scale tiny] [-p key=value ...] [--out DIR]
-    vidrepro reproduce TABLE [--scale tiny|full] [--force] [--rows a,b] [--seeds N]
+    vidrepro reproduce TABLE [--scale tiny|full] [--force] [--rows a,b] [--seeds N] [--verify]
     vidrepro data synth [--kind KIND|all] [--out DIR] [--seed N] [--size tiny|small]
     vidrepro check            validate every table and params file at both scales
     vidrepro tables           list the tables
@@ -38,16 +38,38 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     root = project_root()
+    if args.verify:
+        return _verify(root, args)
     rows = args.rows.split(",") if args.rows else None
     frame = tables.reproduce(args.table, args.scale, root=root, force=args.force, rows=rows,
                              seeds=args.seeds)
     print(frame.to_string(index=False))
     if rows is None:
         stem = tables.results_name(args.table, args.seeds)
-        print(f"written: {tables.results_dir(root, args.scale) / stem}.{{md,csv,png}}")
+        print(f"written: {tables.results_dir(root, args.scale) / stem}"
+              f"{{.md,.csv,_findings.csv,.png}}")
     else:
         print("(some rows only: results/ left unchanged)")
     return 0
+
+
+def _verify(root: Path, args: argparse.Namespace) -> int:
+    """Rerun the table from nothing and say, row by row, whether each number repeats."""
+    if args.rows or args.force:
+        raise P.ParamsError("--verify reruns the whole table from nothing: it takes no --rows "
+                            "or --force")
+    cells, scratch = tables.verify(args.table, args.scale, root=root, seeds=args.seeds)
+    for row, group in cells.groupby("row", sort=False):
+        differ = group[~group["same"]]
+        if differ.empty:
+            print(f"same       {row}: all {len(group)} values")
+        for _, c in differ.iterrows():
+            print(f"DIFFERENT  {row} {c['column']}: committed {c['committed']}, "
+                  f"rerun {c['rerun']}")
+    same = bool(cells["same"].all())
+    print(f"{'every value repeats' if same else 'some values differ'} "
+          f"(rerun in {scratch})")
+    return 0 if same else 1
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -106,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--rows", help="comma-separated row ids (default: all)")
     rep.add_argument("--seeds", type=int, default=1,
                      help="run every row with seeds 0..N-1: means and standard deviations")
+    rep.add_argument("--verify", action="store_true",
+                     help="rerun the table from nothing in runs/verify/ (data too) and report, "
+                          "row by row, whether every value matches the committed CSV")
     rep.set_defaults(func=cmd_reproduce)
 
     data = sub.add_parser("data", help="synthetic datasets in the real formats")

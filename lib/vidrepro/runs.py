@@ -22,11 +22,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from . import determinism
 from .params import Params, canonical_json
 from .paths import project_root
 
 RUN_DIR_ENV = "VIDREPRO_RUN_DIR"
 METRICS_FILE = "metrics.json"
+ITEMS_FILE = "items.csv"
+ITEM_ID = "item"
 TRACKED_PACKAGES = (
     "vidrepro", "torch", "torchvision", "jax", "jaxlib", "flax", "optax", "transformers", "peft",
     "open_clip_torch", "numpy", "av", "pycocoevalcap", "papermill",
@@ -99,6 +102,36 @@ def log_output(name: str, path: str | Path) -> Path:
     return path
 
 
+def log_items(items: Any) -> Path:
+    """Per-test-item scores (``items.csv``): one row per item, an ``item`` column with the
+    dataset's id (so two rows of a table pair up) and one column per metric whose logged value
+    is the mean of that column (an optional ``weight`` column makes it a weighted mean). The
+    tables' intervals and verdicts are bootstrapped from these rows."""
+    import pandas as pd
+
+    frame = pd.DataFrame(items)
+    if ITEM_ID not in frame.columns:
+        raise KeyError(f"per-item scores need an {ITEM_ID!r} column (got {list(frame.columns)})")
+    if frame[ITEM_ID].duplicated().any():
+        dup = frame[ITEM_ID][frame[ITEM_ID].duplicated()].iloc[0]
+        raise ValueError(f"per-item scores: item {dup!r} appears twice")
+    path = run_dir() / ITEMS_FILE
+    tmp = path.with_suffix(f".csv.{os.getpid()}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def read_items(folder: Path) -> Any:
+    """The ``items.csv`` a run logged (None if it logged none); ids are read as text."""
+    import pandas as pd
+
+    path = Path(folder) / ITEMS_FILE
+    if not path.exists():
+        return None
+    return pd.read_csv(path, dtype={ITEM_ID: str})
+
+
 # --- provenance ------------------------------------------------------------------------------
 
 def package_versions() -> dict[str, str]:
@@ -125,7 +158,7 @@ def git_commit(root: Path) -> str:
 
 # The machinery that runs notebooks and assembles tables: editing it (a plot, a CLI flag)
 # changes nothing a step computes, so it does not count towards a step's code version.
-RUNNER_MODULES = frozenset({"runs.py", "tables.py", "cli.py", "notebooks.py"})
+RUNNER_MODULES = frozenset({"runs.py", "tables.py", "cli.py", "notebooks.py", "stats.py"})
 
 
 def code_version(paper: str | None = None, package: Path | None = None) -> str:
@@ -205,15 +238,18 @@ def execute(notebook: Path, params: Params, folder: Path, *, key: str | None = N
             "packages": package_versions(),
             "host": platform.node(),
             "platform": platform.platform(),
+            "threads": determinism.threads(),
             "start": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         },
         **(extra or {}),
     }
     write_record(folder, record)
     executed = folder / Path(notebook).name
-    env_before = {k: os.environ.get(k) for k in (RUN_DIR_ENV, "VIDREPRO_ROOT")}
-    os.environ[RUN_DIR_ENV] = str(folder)
-    os.environ["VIDREPRO_ROOT"] = str(root)
+    # The kernel inherits this environment: its run folder and the pinned thread settings.
+    kernel_env = {**determinism.environment(), RUN_DIR_ENV: str(folder),
+                  "VIDREPRO_ROOT": str(root)}
+    env_before = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update(kernel_env)
     start = time.monotonic()
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters=values,
@@ -267,5 +303,5 @@ def default_run_folder(root: Path, notebook: Path) -> Path:
 
 __all__ = [
     "run_dir", "log_metrics", "log_output", "execute", "RunResult", "StepFailed", "step_key",
-    "is_finished", "read_record", "package_versions", "git_commit", "code_version",
+    "is_finished", "read_record", "log_items", "read_items", "package_versions", "git_commit", "code_version",
 ]

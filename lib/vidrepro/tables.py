@@ -10,7 +10,9 @@ it with the same inputs, and rerunning an unchanged table only reads the finishe
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
 from . import params as P
-from . import notebooks, runs
+from . import notebooks, runs, stats
 from .paths import project_root
 
 REF = re.compile(r"\$\{([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
@@ -75,6 +77,8 @@ class Finding(_Strict):
     claim: str
     metric: str
     pairs: list[tuple[str, str]]
+    by_construction: str = Field("", description="why the outcome follows from how the rows "
+                                                 "are built (then not counted as reproduced)")
 
 
 class TableSpec(_Strict):
@@ -185,11 +189,13 @@ def check_table(root: Path, table: str, scale: str) -> TableSpec:
 
 def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: bool = False,
             ran: set[str] | None = None, progress: bool = True, code: str | None = None,
-            seed: int | None = None) -> dict[str, runs.RunResult]:
+            seed: int | None = None, workdir: Path | None = None) -> dict[str, runs.RunResult]:
     """Run a row's steps in order. ``ran`` collects the keys executed in this invocation, so
     that ``force`` reruns a step shared by several rows once, not once per row; ``code`` is the
-    source version the whole table is keyed on."""
+    source version the whole table is keyed on; step folders live under ``workdir/runs``
+    (default: the project's)."""
     ran = set() if ran is None else ran
+    workdir = workdir or root
     code = code or runs.code_version(spec.paper)
     done: dict[str, runs.RunResult] = {}
     tag = row.id if seed is None else f"{row.id} seed {seed}"
@@ -198,26 +204,30 @@ def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: boo
                              seed=seed)
         nb = notebook_path(root, spec.paper, step.notebook)
         key = runs.step_key(nb, params, {k: r.record["key"] for k, r in done.items()}, code)
-        folder = root / "runs" / scale / spec.paper / step.notebook / key[:16]
+        folder = workdir / "runs" / scale / spec.paper / step.notebook / key[:16]
         if (not force or key in ran) and runs.is_finished(folder, key):
             done[step.id] = runs.RunResult(folder, runs.read_record(folder))
-            tqdm.write(f"[{tag}] {step.id}: reused {folder.relative_to(root)}")
+            tqdm.write(f"[{tag}] {step.id}: reused {_shown(folder, root)}")
             continue
-        tqdm.write(f"[{tag}] {step.id}: running {nb.relative_to(root)} -> "
-                   f"{folder.relative_to(root)}")
+        tqdm.write(f"[{tag}] {step.id}: running {nb.relative_to(root)} -> {_shown(folder, root)}")
         done[step.id] = runs.execute(nb, params, folder, key=key, root=root, progress=progress,
                                      extra={"scale": scale})
         ran.add(key)
     return done
 
 
+def _shown(path: Path, root: Path) -> Path:
+    return path.relative_to(root) if path.is_relative_to(root) else path
+
+
 def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, force: bool = False,
-              rows: list[str] | None = None, progress: bool = True, seeds: int = 1
-              ) -> pd.DataFrame:
+              rows: list[str] | None = None, progress: bool = True, seeds: int = 1,
+              workdir: Path | None = None) -> pd.DataFrame:
     """Run what is missing for ``table`` and write ``results/`` (tiny) or ``results/full/``;
     with ``rows``, only return those rows (a partial table never replaces the published one).
     ``seeds`` > 1 runs every row with seeds 0..n-1 and reports means and standard deviations
-    (in ``<table>_<n>seeds.*``)."""
+    (in ``<table>_<n>seeds.*``). With ``workdir``, steps run in ``workdir/runs`` and nothing is
+    written to ``results/``."""
     root = (root or project_root()).resolve()
     if scale not in P.SCALES:
         raise P.ParamsError(f"scale {scale!r}: expected one of {', '.join(P.SCALES)}")
@@ -235,30 +245,83 @@ def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, forc
             per_seed.append({})
         per_seed[seed][row.id] = run_row(root, spec, row, scale, force=force, ran=ran,
                                          progress=progress, code=code,
-                                         seed=seed if seeds > 1 else None)
+                                         seed=seed if seeds > 1 else None, workdir=workdir)
     frame = assemble(spec, per_seed, load_published(root, table))
-    if rows is None:
-        write_results(frame, spec, results_name(table, seeds), scale, root, seeds)
+    if rows is None and workdir is None:
+        write_results(frame, findings(spec, per_seed), spec, results_name(table, seeds), scale,
+                      root, seeds)
     return frame
+
+
+def verify(table: str, scale: str = "tiny", *, root: Path | None = None, seeds: int = 1,
+           progress: bool = True) -> tuple[pd.DataFrame, Path]:
+    """Rerun ``table`` from nothing in a scratch folder (``runs/verify/``: every step executed
+    anew, the synthetic data generated anew) and compare each number with the committed CSV.
+    Returns one record per row and column (committed value, rerun value, ``same``) and the
+    scratch folder."""
+    root = (root or project_root()).resolve()
+    committed_csv = results_dir(root, scale) / f"{results_name(table, seeds)}.csv"
+    if not committed_csv.exists():
+        raise P.ParamsError(f"{committed_csv}: nothing to verify against (run "
+                            f"`vidrepro reproduce {table}` first)")
+    committed = pd.read_csv(committed_csv, dtype={"row": str})
+    (root / "runs" / "verify").mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{table}-", dir=root / "runs" / "verify"))
+    before = os.environ.get("VIDREPRO_DATA")
+    os.environ["VIDREPRO_DATA"] = str(scratch / "data")  # the kernels generate data here
+    try:
+        rerun = reproduce(table, scale, root=root, seeds=seeds, progress=progress,
+                          workdir=scratch)
+    finally:
+        if before is None:
+            os.environ.pop("VIDREPRO_DATA", None)
+        else:
+            os.environ["VIDREPRO_DATA"] = before
+    rerun.to_csv(scratch / committed_csv.name, index=False)
+    rerun = pd.read_csv(scratch / committed_csv.name, dtype={"row": str})
+    return compare(committed, rerun), scratch
+
+
+def compare(committed: pd.DataFrame, rerun: pd.DataFrame) -> pd.DataFrame:
+    """Cell by cell: ``same`` when both are equal or both empty (a row or column only one side
+    has is a difference)."""
+    records = []
+    old, new = committed.set_index("row"), rerun.set_index("row")
+    for row in dict.fromkeys([*old.index, *new.index]):
+        for col in dict.fromkeys([*old.columns, *new.columns]):
+            a = old.at[row, col] if row in old.index and col in old.columns else "(missing)"
+            b = new.at[row, col] if row in new.index and col in new.columns else "(missing)"
+            same = (pd.isna(a) and pd.isna(b)) if not isinstance(a, str) and pd.isna(a) else a == b
+            records.append({"row": row, "column": col, "committed": a, "rerun": b,
+                            "same": bool(same)})
+    return pd.DataFrame.from_records(records)
 
 
 # --- results ---------------------------------------------------------------------------------
 
 def assemble(spec: TableSpec, per_seed: list[dict[str, dict[str, runs.RunResult]]],
              published: Published | None) -> pd.DataFrame:
-    """One record per row: the metrics (their mean over seeds, and ``<metric>_std`` with more
-    than one seed) and the published numbers."""
+    """One record per row: each metric's mean over seeds; with per-item scores its 95% interval
+    (``<metric>_lo``, ``<metric>_hi``, see :mod:`vidrepro.stats`); with several seeds the
+    per-seed values (``<metric>_seed<k>``) and their standard deviation (``<metric>_std``);
+    and the published numbers."""
     records = []
     for row in spec.rows:
         if row.id not in per_seed[0]:
             continue
         record: dict[str, Any] = {"row": row.id}
         record.update({c: row.columns.get(c, "") for c in spec.columns})
+        items = row_items(per_seed, row)
         for m in spec.metrics:
             values = [_metric(results[row.id], row, m) * spec.metric_scale for results in per_seed]
-            record[m] = round(float(np.mean(values)), 2)
+            record[m] = _round(np.mean(values))
+            if items is not None and m in items[0].columns:
+                _check_items(items, values, spec.metric_scale, row, m)
+                interval = stats.row_interval(items, m).scaled(spec.metric_scale)
+                record[f"{m}_lo"], record[f"{m}_hi"] = _round(interval.lo), _round(interval.hi)
             if len(per_seed) > 1:
-                record[f"{m}_std"] = round(float(np.std(values, ddof=1)), 2)
+                record[f"{m}_std"] = _round(np.std(values, ddof=1))
+                record.update({f"{m}_seed{k}": _round(v) for k, v in enumerate(values)})
         if published is not None:
             for m in spec.metrics:
                 if any(m in v for v in published.rows.values()):
@@ -267,12 +330,66 @@ def assemble(spec: TableSpec, per_seed: list[dict[str, dict[str, runs.RunResult]
     return pd.DataFrame.from_records(records)
 
 
+def _round(value: float) -> float:
+    """Four decimals in the CSV (the markdown shows fewer): enough to compare reruns exactly."""
+    return round(float(value), 4)
+
+
+def row_items(per_seed: list[dict[str, dict[str, runs.RunResult]]], row: RowSpec
+              ) -> list[pd.DataFrame] | None:
+    """The per-item scores of a row's metrics step, one frame per seed (None if not logged)."""
+    frames = [runs.read_items(results[row.id][row.metrics_step].folder) for results in per_seed]
+    return None if any(f is None for f in frames) else frames
+
+
+def _check_items(items: list[pd.DataFrame], values: list[float], scale: float, row: RowSpec,
+                 metric: str) -> None:
+    """Intervals are only honest if the logged metric is the mean of the items' column."""
+    for k, (frame, value) in enumerate(zip(items, values)):
+        w = frame["weight"] if "weight" in frame.columns else 1.0 + 0 * frame[metric]
+        mean = float((frame[metric] * w).sum() / w.sum()) * scale
+        if not np.isclose(mean, value, rtol=1e-6, atol=1e-6 * scale):
+            raise ValueError(f"row {row.id!r}, seed {k}: {metric} is {value / scale:.6g} but "
+                             f"its per-item scores average {mean / scale:.6g} "
+                             f"({runs.ITEMS_FILE} of step {row.metrics_step!r})")
+
+
 def _metric(results: dict[str, runs.RunResult], row: RowSpec, metric: str) -> float:
     metrics = results[row.metrics_step].metrics
     if metric not in metrics:
         raise KeyError(f"row {row.id!r}: step {row.metrics_step!r} logged no metric "
                        f"{metric!r} (it logged: {', '.join(sorted(metrics)) or 'none'})")
     return float(metrics[metric])
+
+
+def findings(spec: TableSpec, per_seed: list[dict[str, dict[str, runs.RunResult]]]
+             ) -> pd.DataFrame:
+    """One record per finding pair: the difference A - B of the metric (scaled as the table),
+    its paired-bootstrap 95% interval and verdict, and the finding's verdict (holds if every
+    pair holds, reversed if any pair is reversed, else unresolved; or by construction)."""
+    records = []
+    for f in spec.findings:
+        pairs = [(a, b) for a, b in f.pairs if a in per_seed[0] and b in per_seed[0]]
+        rows = {r.id: r for r in spec.rows}
+        found = []
+        for a, b in pairs:
+            ia, ib = row_items(per_seed, rows[a]), row_items(per_seed, rows[b])
+            if ia is None or ib is None or f.metric not in ia[0].columns:
+                raise ValueError(f"finding {f.claim!r}: rows {a!r} and {b!r} need per-item "
+                                 f"{f.metric!r} scores ({runs.ITEMS_FILE}) for an interval")
+            diff = stats.paired_difference(ia, ib, f.metric).scaled(spec.metric_scale)
+            found.append({"claim": f.claim, "metric": f.metric, "a": a, "b": b,
+                          "difference": _round(diff.mean), "lo": _round(diff.lo),
+                          "hi": _round(diff.hi), "pair_verdict": stats.verdict(diff)})
+        verdicts = {r["pair_verdict"] for r in found}
+        overall = (stats.BY_CONSTRUCTION if f.by_construction else
+                   stats.HOLDS if verdicts == {stats.HOLDS} else
+                   stats.REVERSED if stats.REVERSED in verdicts else stats.UNRESOLVED)
+        for r in found:
+            records.append({**r, "verdict": overall, "reason": f.by_construction})
+    return pd.DataFrame.from_records(
+        records, columns=["claim", "metric", "a", "b", "difference", "lo", "hi", "pair_verdict",
+                          "verdict", "reason"])
 
 
 def results_dir(root: Path, scale: str) -> Path:
@@ -285,65 +402,91 @@ def results_name(table: str, seeds: int = 1) -> str:
     return table if seeds == 1 else f"{table}_{seeds}seeds"
 
 
-def write_results(frame: pd.DataFrame, spec: TableSpec, table: str, scale: str,
-                  root: Path, seeds: int = 1) -> list[Path]:
+def write_results(frame: pd.DataFrame, found: pd.DataFrame, spec: TableSpec, table: str,
+                  scale: str, root: Path, seeds: int = 1) -> list[Path]:
+    """``<table>.csv`` (rows), ``<table>_findings.csv``, ``<table>.md`` and ``<table>.png``."""
     out = results_dir(root, scale)
     out.mkdir(parents=True, exist_ok=True)
     csv, md, png = (out / f"{table}.{ext}" for ext in ("csv", "md", "png"))
+    found_csv = out / f"{table}_findings.csv"
     frame.to_csv(csv, index=False)
-    md.write_text(to_markdown(frame, spec, table, scale, seeds))
-    plot_table(frame, spec, png)
-    return [csv, md, png]
+    found.to_csv(found_csv, index=False)
+    md.write_text(to_markdown(frame, found, spec, table, scale, seeds))
+    plot_table(frame, spec, png, scale, seeds)
+    return [csv, found_csv, md, png]
 
 
-def to_markdown(frame: pd.DataFrame, spec: TableSpec, table: str, scale: str,
-                seeds: int = 1) -> str:
-    cols = list(frame.columns)
+def to_markdown(frame: pd.DataFrame, found: pd.DataFrame, spec: TableSpec, table: str,
+                scale: str, seeds: int = 1) -> str:
+    metric_cols = [m for m in spec.metrics if m in frame.columns]
+    other = [c for c in frame.columns if c in ("row", *spec.columns)]
+    published = [c for c in frame.columns if c.endswith("_published")]
     lines = [f"# {spec.title}", ""]
     if spec.description:
         lines += [spec.description.strip(), ""]
     name = table.removesuffix(f"_{seeds}seeds")
     command = f"make reproduce TABLE={name} SCALE={scale}" + (f" SEEDS={seeds}" if seeds > 1 else "")
-    spread = (f"; the mean over seeds 0..{seeds - 1}, `*_std` their standard deviation"
-              if seeds > 1 else "")
-    lines += [f"Regenerate: `{command}` (metrics x{spec.metric_scale:g}{spread}; `*_published` "
-              f"columns: the paper's numbers for the matching full-scale row).", ""]
+    over = f"seeds 0..{seeds - 1}" if seeds > 1 else "seed 0"
+    lines += [f"Regenerate: `{command}`. Metrics x{spec.metric_scale:g}, {scale} scale, {over}: "
+              f"mean ± half-width of the 95% bootstrap interval over test items"
+              + (" and seeds" if seeds > 1 else "") + " (where per-item scores exist). "
+              "`*_published` columns: the paper's numbers for the matching full-scale row, on "
+              "another dataset: not comparable with the tiny scores.", ""]
+    cols = other + metric_cols + published
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + "|".join("---" for _ in cols) + "|")
     for _, r in frame.iterrows():
-        lines.append("| " + " | ".join(_cell(r[c]) for c in cols) + " |")
-    if spec.findings:
-        lines += ["", "The paper's findings, checked on these numbers:", ""]
-        lines += [f"- {line}" for line in check_findings(frame, spec)]
+        cells = [_cell(r[c]) for c in other]
+        cells += [_with_interval(r, m) for m in metric_cols]
+        cells += [_cell(r[c]) for c in published]
+        lines.append("| " + " | ".join(cells) + " |")
+    if seeds > 1:
+        lines += ["", "Per seed:", ""]
+        seed_cols = [f"{m}_seed{k}" for m in metric_cols for k in range(seeds)]
+        lines.append("| row | " + " | ".join(seed_cols) + " |")
+        lines.append("|" + "|".join("---" for _ in range(len(seed_cols) + 1)) + "|")
+        for _, r in frame.iterrows():
+            lines.append(f"| {r['row']} | " + " | ".join(_cell(r[c]) for c in seed_cols) + " |")
+    if len(found):
+        lines += ["", "The paper's findings, checked on these numbers (difference A - B with "
+                  "its paired 95% interval; holds: above 0, reversed: below 0, unresolved: "
+                  "contains 0):", ""]
+        lines += [f"- {line}" for line in finding_lines(found)]
     return "\n".join(lines) + "\n"
 
 
-def check_findings(frame: pd.DataFrame, spec: TableSpec) -> list[str]:
-    """One line per finding: holds or not, with the numbers it rests on."""
-    value = {(r["row"], m): r[m] for _, r in frame.iterrows() for m in spec.metrics}
-    std = {(r["row"], m): r[f"{m}_std"] for _, r in frame.iterrows() for m in spec.metrics
-           if f"{m}_std" in frame.columns}
-
-    def shown(row: str, metric: str) -> str:
-        spread = f" ± {_number(std[row, metric])}" if (row, metric) in std else ""
-        return f"{row} {_number(value[row, metric])}{spread}"
-
+def finding_lines(found: pd.DataFrame) -> list[str]:
+    """One line per finding, e.g. ``SCST beats ...: **unresolved** (qformer_8f_scst -
+    qformer_8f: +0.8 CIDEr, 95% CI -3.1 to +4.6, unresolved)``."""
     out = []
-    for f in spec.findings:
-        pairs = [(a, b) for a, b in f.pairs if (a, f.metric) in value and (b, f.metric) in value]
-        if not pairs:
-            continue
-        held = [value[a, f.metric] > value[b, f.metric] for a, b in pairs]
-        verdict = "holds" if all(held) else f"does not hold ({sum(held)} of {len(held)} pairs)"
-        numbers = "; ".join(f"{shown(a, f.metric)} {'>' if h else '<='} {shown(b, f.metric)}"
-                            for (a, b), h in zip(pairs, held))
-        out.append(f"{f.claim}: **{verdict}** ({f.metric}: {numbers})")
+    for claim, group in found.groupby("claim", sort=False):
+        first = group.iloc[0]
+        verdict = first["verdict"]
+        if verdict == stats.BY_CONSTRUCTION:
+            verdict = f"by construction: {first['reason']}"
+        pairs = "; ".join(_pair_text(r, len(group) > 1) for _, r in group.iterrows())
+        out.append(f"{claim}: **{verdict}** ({pairs})")
     return out
 
 
-def _number(value: float) -> str:
+def _pair_text(r: pd.Series, with_verdict: bool) -> str:
+    d = _digits(max(abs(r["difference"]), abs(r["lo"]), abs(r["hi"])))
+    return (f"{r['a']} - {r['b']}: {r['difference']:+.{d}f} {r['metric']}, "
+            f"95% CI {r['lo']:+.{d}f} to {r['hi']:+.{d}f}"
+            + (f", {r['pair_verdict']}" if with_verdict else ""))
+
+
+def _digits(value: float) -> int:
     """One decimal for scores like CIDEr x100, more where the metric lives in [-1, 1]."""
-    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    return 1 if abs(value) >= 10 else 2
+
+
+def _with_interval(r: pd.Series, metric: str) -> str:
+    value = r[metric]
+    if f"{metric}_lo" in r and pd.notna(r.get(f"{metric}_lo")):
+        half = (r[f"{metric}_hi"] - r[f"{metric}_lo"]) / 2
+        return f"{value:.{_digits(value)}f} ± {half:.{_digits(value)}f}"
+    return _cell(value)
 
 
 def _cell(value: Any) -> str:
@@ -352,28 +495,51 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def plot_table(frame: pd.DataFrame, spec: TableSpec, path: Path) -> None:
-    """One panel per metric, a bar per row; published numbers as black ticks where known."""
+def plot_table(frame: pd.DataFrame, spec: TableSpec, path: Path, scale: str = "tiny",
+               seeds: int = 1) -> None:
+    """One panel per metric, a bar per row with its 95% interval; the published numbers, from
+    another dataset, in a panel of their own beside each metric so they share no axis."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(spec.metrics)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n + 1, 0.45 * len(frame) + 1.5), squeeze=False,
-                             sharey=True)
+    panels = []
+    for m in spec.metrics:
+        panels.append((m, False))
+        pub = frame.get(f"{m}_published")
+        if pub is not None and pd.to_numeric(pub, errors="coerce").notna().any():
+            panels.append((m, True))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.9 * len(panels) + 1.2,
+                                                      0.42 * len(frame) + 1.8),
+                             squeeze=False, sharey=True)
     rows = frame["row"].tolist()
-    axes[0][0].invert_yaxis()  # first row on top (the axes share y: invert once)
-    for ax, metric in zip(axes[0], spec.metrics):
-        ax.barh(rows, frame[metric], color="tab:blue", label="this kit")
-        pub = frame.get(f"{metric}_published")
-        if pub is not None:
-            vals = pd.to_numeric(pub, errors="coerce")
-            ys = [i for i, v in enumerate(vals) if pd.notna(v)]
-            ax.scatter(vals.dropna(), ys, marker="|", s=300, color="black", label="published")
-        ax.set_title(metric)
+    ys = np.arange(len(rows))
+    for ax, (metric, is_published) in zip(axes[0], panels):
+        if is_published:
+            vals = pd.to_numeric(frame[f"{metric}_published"], errors="coerce")
+            ax.scatter(vals, ys, marker="D", s=28, color="0.35", label="published (full scale, "
+                                                                          "another dataset)")
+            ax.set_title(f"{metric}: published", fontsize=9, color="0.35")
+        else:
+            err = None
+            if f"{metric}_lo" in frame.columns:
+                err = np.abs(np.stack([frame[metric] - frame[f"{metric}_lo"],
+                                       frame[f"{metric}_hi"] - frame[metric]]).astype(float))
+            ax.barh(ys, frame[metric], xerr=err, color="tab:blue", ecolor="black", capsize=3,
+                    label=f"this kit ({scale}), 95% interval")
+            ax.set_title(metric, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
-    axes[0][-1].legend(loc="lower right", fontsize=7)
-    fig.suptitle(spec.title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    axes[0][0].set_yticks(ys, rows)
+    axes[0][0].invert_yaxis()  # first row on top (the axes share y: invert once)
+    handles = {}
+    for ax in axes[0]:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles),
+               fontsize=7, frameon=False)
+    over = f"seeds 0-{seeds - 1}" if seeds > 1 else "seed 0"
+    fig.suptitle(f"{spec.title}\n{scale} scale, {over}, metrics x{spec.metric_scale:g}",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=150)
     plt.close(fig)

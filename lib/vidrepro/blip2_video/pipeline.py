@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..data.synthetic.datasets import locate
-from ..metrics.captions import evaluate_captions
+from ..metrics.captions import score_captions
 from ..training import History, LoopConfig
 from ..video import sample_frames
 from . import build, trainable
@@ -70,11 +70,14 @@ def history(folder: str | Path) -> dict[str, list[float]]:
 
 
 def evaluate(model: VideoBlip2, clips: VideoCaptions, num_beams: int, max_new_tokens: int,
-             min_length: int) -> tuple[dict[str, float], dict]:
-    """BLEU-1..4, METEOR, ROUGE-L and CIDEr of beam-search captions, and the captions."""
+             min_length: int) -> tuple[dict[str, float], dict, list[dict]]:
+    """BLEU-1..4, METEOR, ROUGE-L and CIDEr of beam-search captions, the captions, and per-clip
+    scores for ``runs.log_items`` (``item`` is the clip's image_id; per-clip CIDEr and ROUGE_L
+    average to the corpus ones, sentence BLEU and METEOR come as ``<metric>_sentence``)."""
     res = caption_videos(model, clips, num_beams=num_beams, max_new_tokens=max_new_tokens,
                          min_length=min_length)
-    return evaluate_captions({i: clips.refs[i] for i in res}, res), res
+    scores, per_clip = score_captions({i: clips.refs[i] for i in res}, res)
+    return scores, res, [{"item": str(i), **s} for i, s in per_clip.items()]
 
 
 @torch.no_grad()

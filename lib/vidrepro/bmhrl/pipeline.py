@@ -19,7 +19,7 @@ from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
 from ..data.synthetic.datasets import locate
-from ..metrics.densevid import evaluate_dense_captions, meteor_process
+from ..metrics.densevid import meteor_process, score_videos, summarize, video_means
 from ..paths import data_path
 from ..training import History, step_rng
 from .agent import AgentConfig, HierarchicalCaptioner, SegmentCritic
@@ -204,23 +204,51 @@ def caption_segments(model, critic, vocab: Vocab, ds: DenseCaptions, beam_size: 
 
 
 def evaluate(model, critic, vocab: Vocab, p: Data, tious: list[float], beam_size: int = 1
-             ) -> tuple[dict[str, float], list[dict]]:
+             ) -> tuple[dict[str, float], list[dict], list[dict]]:
     """BMT's ground-truth-proposal protocol: caption each annotation set's own segments and
     score them against that set (densevid_eval), then average val_1 and val_2; one METEOR
-    process scores both. Returns the averaged scores (plus ``<metric>/<split>``) and the
-    per-segment records."""
-    per_split, records = {}, []
+    process scores both. Returns the averaged scores (plus ``<metric>/<split>``), the
+    per-segment records, and per-video scores for ``runs.log_items`` (``average_splits``: their
+    weighted means are the averaged scores)."""
+    per_split, per_video, records = {}, {}, []
     with meteor_process() as meteor:
         for split in EVAL_SPLITS:
             ds = dataset(p, split, vocab, unique_segments=True)
             predictions, recs = caption_segments(model, critic, vocab, ds, beam_size)
-            per_split[split] = evaluate_dense_captions(ds.references(), predictions,
-                                                       tious=tious, meteor=meteor)
+            videos = score_videos(ds.references(), predictions, tious=tious, meteor=meteor)
+            per_split[split], per_video[split] = summarize(videos), video_means(videos)
             records += [{**r, "split": split} for r in recs]
     names = [k for k in per_split[EVAL_SPLITS[0]] if "@" not in k]
     scores = {k: float(np.mean([per_split[s][k] for s in EVAL_SPLITS])) for k in names}
     scores |= {f"{k}/{s}": per_split[s][k] for s in EVAL_SPLITS for k in names}
-    return scores, records
+    return scores, records, average_splits(per_video)
+
+
+def average_splits(per_split: dict[str, dict[str, dict[str, float]]]) -> list[dict]:
+    """One row per video from ``{split: {video: {metric: score}}}``, with a ``weight``, such
+    that the weighted mean of each metric over the rows is the mean over splits of each
+    split's mean over its videos (how ``evaluate`` averages val_1 and val_2).
+
+    A video counts 1 / (videos in the split) in each split holding it: its weight is the sum
+    of those, its score their weighted mean. Weights are scaled to average 1, so where every
+    split holds the same videos each weight is 1 and a row is the plain mean of its splits;
+    where they differ (ActivityNet's val_1 and val_2 do, a little) a video in one split only
+    keeps that split's score and its own weight. One row per video, not per (split, video):
+    the two annotations of a video are the same test item."""
+    sizes = {s: len(videos) for s, videos in per_split.items()}
+    if not sizes or not all(sizes.values()):
+        raise ValueError("average_splits needs at least one split and one video per split")
+    videos = list(dict.fromkeys(v for by_video in per_split.values() for v in by_video))
+    holders = {v: [s for s in per_split if v in per_split[s]] for v in videos}
+    raw = {v: sum(1.0 / sizes[s] for s in holders[v]) for v in videos}
+    scale = len(videos) / sum(raw.values())
+    rows = []
+    for v in videos:
+        names = per_split[holders[v][0]][v]
+        scores = {n: sum(per_split[s][v][n] / sizes[s] for s in holders[v]) / raw[v]
+                  for n in names}
+        rows.append({"item": str(v), "weight": raw[v] * scale, **scores})
+    return rows
 
 
 def timeline_rows(records: list[dict], references: dict[str, dict], video: str, split: str

@@ -203,6 +203,7 @@ class VideoQA(_Blankable):
     questions: list[str]
     options: list[list[str]]
     answers: np.ndarray  # (N,) index of the right answer
+    ids: list[str] | None = None  # (N,) the annotation's qids, which pair test items up
 
     @property
     def texts(self) -> list[list[str]]:
@@ -226,7 +227,8 @@ class VideoQA(_Blankable):
                 cache[item.video_id] = frames_at(videoqa.video_path(root, item.video_id),
                                                  segments * segment_seconds, times, hw)
         return cls(np.stack([cache[i.video_id] for i in items]), [i.question for i in items],
-                   [list(i.answers) for i in items], np.array([i.answer for i in items], np.int32))
+                   [list(i.answers) for i in items], np.array([i.answer for i in items], np.int32),
+                   [i.qid for i in items])
 
     def batch(self, tokenizer, rows: np.ndarray, text_len: int, question_segments: int) -> dict:
         """frames (B, S, H, W, 3); text (B, A, question_segments + 1, text_len); answer (B,)."""

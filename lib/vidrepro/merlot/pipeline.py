@@ -200,6 +200,21 @@ def qa_accuracy(params, cfg: ModelConfig, tokenizer, qa: VideoQA, question_segme
     return float((chosen == qa.answers).mean())
 
 
+def qa_items(qa: VideoQA, chosen: np.ndarray, blanked_chosen: np.ndarray) -> list[dict]:
+    """Per-question scores for ``runs.log_items``: ``item`` (the question's ``qid``),
+    ``accuracy`` and ``blanked_accuracy`` (1.0 if the chosen answer, with the frames or with
+    every frame black, is the right one, else 0.0), whose means are the logged accuracies."""
+    if qa.ids is None:
+        raise ValueError("per-question scores need the questions' ids (VideoQA.load sets them)")
+    if not len(chosen) == len(blanked_chosen) == len(qa.answers) == len(qa.ids):
+        raise ValueError(f"{len(qa.answers)} questions but {len(chosen)} and "
+                         f"{len(blanked_chosen)} chosen answers")
+    right = np.asarray(chosen) == qa.answers
+    right_blind = np.asarray(blanked_chosen) == qa.answers
+    return [{"item": qid, "accuracy": float(a), "blanked_accuracy": float(b)}
+            for qid, a, b in zip(qa.ids, right, right_blind)]
+
+
 def finetune_qa(p: FinetuneParams, checkpoint: Path | None):
     """(config, params, tokenizer, history) after finetuning on the QA training split; the
     history has validation accuracy every ``p.eval_every`` steps."""

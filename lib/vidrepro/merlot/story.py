@@ -86,6 +86,21 @@ def score(orders: np.ndarray) -> dict[str, float]:
     return ordering.ordering_metrics(ordering.positions_from_order(orders))
 
 
+def score_items(stories, orders: np.ndarray, blanked_orders: np.ndarray) -> list[dict]:
+    """Per-story scores for ``runs.log_items``: ``item`` (the story id), ``spearman``,
+    ``pairwise_acc`` and ``distance`` of ``orders``, and ``blanked_spearman`` (the spearman of
+    ``blanked_orders``, the same stories with black images); each column's mean is what
+    ``score`` gives for those orders."""
+    if len(orders) != len(stories.ids) or len(blanked_orders) != len(stories.ids):
+        raise ValueError(f"{len(stories.ids)} stories but {len(orders)} orders and "
+                         f"{len(blanked_orders)} blanked orders")
+    seen = ordering.ordering_metrics_per_story(ordering.positions_from_order(orders))
+    blind = ordering.ordering_metrics_per_story(ordering.positions_from_order(blanked_orders))
+    return [{"item": str(story_id), **{k: float(v[i]) for k, v in seen.items()},
+             "blanked_spearman": float(blind["spearman"][i])}
+            for i, story_id in enumerate(stories.ids)]
+
+
 def position_confusion(orders: np.ndarray) -> np.ndarray:
     """(S, S) counts: row = an image's true position, column = where it was put."""
     positions = ordering.positions_from_order(orders)  # (N, S)

@@ -9,6 +9,10 @@ code, not a reimplementation. Scores keep pycocoevalcap's scale (0-1, CIDEr
 METEOR and the PTB tokenizer are Java programs: one evaluation starts Java once
 for the tokenizer and once for METEOR, and stops both before returning.
 
+``score_captions`` also returns per-item scores (for per-item tables and
+paired comparisons); ``item_name`` says which of them average to the corpus
+score.
+
 SPICE is deliberately left out: it downloads Stanford CoreNLP models on first
 use, which this kit does not assume it can do.
 """
@@ -25,6 +29,8 @@ from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
+MEAN_METRICS = ("ROUGE_L", "CIDEr")
+"""The metrics whose corpus score is the mean of their per-item scores."""
 
 
 class JavaNotFoundError(RuntimeError):
@@ -40,6 +46,34 @@ def evaluate_captions(
     both raw text: they are PTB-tokenised here, together. Every id of ``gts``
     needs a hypothesis, since CIDEr's document frequencies depend on the set.
     """
+    return score_captions(gts, res)[0]
+
+
+def item_name(metric: str) -> str:
+    """The per-item column of ``metric``: its own name where the corpus score is the mean of
+    the per-item scores (ROUGE_L, CIDEr), else ``<metric>_sentence`` (BLEU and METEOR pool
+    n-gram and alignment statistics over the corpus, so their sentence scores do not average
+    to it and must not be mistaken for it)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown caption metric {metric!r} (known: {', '.join(METRICS)})")
+    return metric if metric in MEAN_METRICS else f"{metric}_sentence"
+
+
+def score_captions(
+    gts: Mapping[Hashable, Sequence[str]],
+    res: Mapping[Hashable, Sequence[str]],
+    metrics: Sequence[str] = METRICS,
+) -> tuple[dict[str, float], dict[Hashable, dict[str, float]]]:
+    """Corpus scores and per-item scores of ``res`` against ``gts`` (as ``evaluate_captions``).
+
+    Returns ``({metric: corpus score}, {id: {item_name(metric): score}})`` for the requested
+    ``metrics`` (in ``METRICS`` order), both from the same pycocoevalcap run, so the per-item
+    CIDEr and ROUGE_L average exactly to the corpus ones. METEOR's Java process is only started
+    when METEOR is asked for.
+    """
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown caption metrics {unknown} (known: {', '.join(METRICS)})")
     _check_inputs(gts, res)
     _require_java()
     both = {("gts", k): v for k, v in gts.items()} | {("res", k): v for k, v in res.items()}
@@ -47,16 +81,26 @@ def evaluate_captions(
     gts_tok = {k: tokens[("gts", k)] for k in gts}
     res_tok = {k: tokens[("res", k)] for k in gts}
 
-    bleu, _ = Bleu(4).compute_score(gts_tok, res_tok, verbose=0)
-    scores = dict(zip(METRICS[:4], bleu))
-    meteor = Meteor()
-    try:
-        scores["METEOR"], _ = meteor.compute_score(gts_tok, res_tok)
-    finally:
-        _close(meteor)
-    scores["ROUGE_L"], _ = Rouge().compute_score(gts_tok, res_tok)
-    scores["CIDEr"], _ = Cider().compute_score(gts_tok, res_tok)
-    return {name: float(scores[name]) for name in METRICS}
+    corpus: dict[str, float] = {}
+    per_item: dict[str, list[float]] = {}
+    if any(m.startswith("Bleu_") for m in metrics):
+        bleu, sentence = Bleu(4).compute_score(gts_tok, res_tok, verbose=0)
+        for name, score, scores in zip(METRICS[:4], bleu, sentence):
+            corpus[name], per_item[name] = score, scores
+    if "METEOR" in metrics:
+        meteor = Meteor()
+        try:
+            corpus["METEOR"], per_item["METEOR"] = meteor.compute_score(gts_tok, res_tok)
+        finally:
+            _close(meteor)
+    if "ROUGE_L" in metrics:
+        corpus["ROUGE_L"], per_item["ROUGE_L"] = Rouge().compute_score(gts_tok, res_tok)
+    if "CIDEr" in metrics:
+        corpus["CIDEr"], per_item["CIDEr"] = Cider().compute_score(gts_tok, res_tok)
+    names = [m for m in METRICS if m in metrics]
+    items = {k: {item_name(m): float(per_item[m][i]) for m in names}
+             for i, k in enumerate(gts_tok)}
+    return {m: float(corpus[m]) for m in names}, items
 
 
 def tokenize(

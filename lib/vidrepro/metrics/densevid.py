@@ -35,7 +35,8 @@ Only the first ``max_proposals`` (1000, as the original's default)
 predictions of each video are used, for both parts.
 
 API: ``evaluate_dense_captions`` gives the final scores; ``score_videos``
-the per-threshold, per-video scores it averages (``summarize`` averages them);
+the per-threshold, per-video scores it averages (``summarize`` averages them,
+``video_means`` averages them over thresholds only: per-video scores);
 ``match_segments``, ``detection_scores`` and ``tiou`` expose the steps.
 
 Implementation: all sentences that take part in some unit are PTB-tokenised
@@ -228,6 +229,21 @@ def summarize(per_video: Mapping[float, Mapping[Hashable, Mapping[str, float]]])
     for t, scores in per_tiou.items():
         out |= {f"{n}@{t:g}": scores[n] for n in names}
     return out
+
+
+def video_means(
+    per_video: Mapping[float, Mapping[Hashable, Mapping[str, float]]],
+) -> dict[Hashable, dict[str, float]]:
+    """Each reference video's scores (``score_videos``) averaged over the thresholds.
+
+    Every threshold scores the same videos, so the mean of these over videos is ``summarize``'s
+    bare-name score: they are per-item scores of the evaluation.
+    """
+    if not per_video or not all(per_video.values()):
+        raise ValueError("video_means needs at least one threshold and one video")
+    names = [*METRICS, *DETECTION_METRICS]
+    tables = list(per_video.values())
+    return {v: {n: sum(t[v][n] for t in tables) / len(tables) for n in names} for v in tables[0]}
 
 
 def match_segments(

@@ -106,26 +106,47 @@ def positions_from_order(order: ArrayLike) -> np.ndarray:
 # ----------------------------------------------------------------------------- metrics
 
 
-def _spearman(p: np.ndarray, t: np.ndarray) -> float:
-    """Mean rho; with no ties the values are their own ranks, so 1 - 6 sum d^2 / (n(n^2-1))."""
+def _spearman_rows(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Rho per story (B,); with no ties the values are their own ranks, so
+    1 - 6 sum d^2 / (n(n^2-1))."""
     n = p.shape[1]
     d2 = ((p - t) ** 2).sum(axis=1)  # (B,)
-    return float(np.mean(1.0 - 6.0 * d2 / (n * (n * n - 1))))
+    return 1.0 - 6.0 * d2 / (n * (n * n - 1))
 
 
-def _pairwise_acc(p: np.ndarray, t: np.ndarray) -> float:
-    """Mean fraction of the n(n-1)/2 item pairs whose relative order matches."""
+def _pairwise_acc_rows(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Fraction per story (B,) of the n(n-1)/2 item pairs whose relative order matches."""
     n = p.shape[1]
     sp = np.sign(p[:, :, None] - p[:, None, :])  # (B, n, n)
     st = np.sign(t[:, :, None] - t[:, None, :])  # (B, n, n)
     iu, ju = np.triu_indices(n, k=1)
     right = sp[:, iu, ju] == st[:, iu, ju]  # (B, n(n-1)/2)
-    return float(right.mean(axis=1).mean())
+    return right.mean(axis=1)
+
+
+def _distance_rows(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Mean |predicted - true position| per story (B,)."""
+    return np.abs(p - t).mean(axis=1)
+
+
+_ROWS = {"spearman": _spearman_rows, "pairwise_acc": _pairwise_acc_rows,
+         "distance": _distance_rows}
+
+
+def _spearman(p: np.ndarray, t: np.ndarray) -> float:
+    """Mean rho over stories."""
+    return float(np.mean(_spearman_rows(p, t)))
+
+
+def _pairwise_acc(p: np.ndarray, t: np.ndarray) -> float:
+    """Mean over stories of the fraction of pairs in the right relative order."""
+    return float(np.mean(_pairwise_acc_rows(p, t)))
 
 
 def _distance(p: np.ndarray, t: np.ndarray) -> float:
-    """Mean |predicted - true position| over items and stories."""
-    return float(np.abs(p - t).mean())
+    """Mean |predicted - true position| over items and stories (every story has n items, so
+    this is also the mean of the per-story means)."""
+    return float(np.mean(_distance_rows(p, t)))
 
 
 def spearman(pred_positions: ArrayLike, true_positions: ArrayLike | None = None) -> float:
@@ -154,6 +175,14 @@ def ordering_metrics(pred: ArrayLike, true: ArrayLike | None = None) -> dict[str
         "pairwise_acc": _pairwise_acc(p, t),
         "distance": _distance(p, t),
     }
+
+
+def ordering_metrics_per_story(pred: ArrayLike, true: ArrayLike | None = None
+                               ) -> dict[str, np.ndarray]:
+    """The metrics of ``ordering_metrics`` per story, each (B,) float64; their means are
+    ``ordering_metrics``' values (per-item scores for paired comparisons of two models)."""
+    p, t = _pred_true(pred, true)
+    return {name: rows(p, t).astype(np.float64) for name, rows in _ROWS.items()}
 
 
 # ----------------------------------------------------------------------------- decoding

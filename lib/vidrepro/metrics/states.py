@@ -100,6 +100,7 @@ class StateScores:
     ``num_videos``: category -> number of videos. ``rows``: one dict per video, in input order,
     with ``category``, ``video``, the four scores, the chosen frames and the frame counts
     (``score_video``'s keys), e.g. for ``pandas.DataFrame(scores.rows)`` in a notebook.
+    ``item_scores()`` gives the rows as weighted per-item scores of the summary.
     """
 
     summary: dict[str, float]
@@ -110,6 +111,16 @@ class StateScores:
     def percent(self) -> dict[str, float]:
         """The summary x100, the scale of the paper's tables."""
         return {k: 100.0 * v for k, v in self.summary.items()}
+
+    def item_scores(self) -> list[dict[str, Any]]:
+        """One row per video for ``runs.log_items``: ``item`` (``category/video``), ``weight``
+        and the four ``METRICS``. The weight is 1 / (videos of its category), scaled so the
+        weights average 1 (all 1 when the categories are equally large), so the weighted mean
+        of each metric is the summary's mean over categories of per-category means."""
+        total, n_categories = len(self.rows), len(self.num_videos)
+        return [{"item": f"{r['category']}/{r['video']}",
+                 "weight": total / (n_categories * self.num_videos[r["category"]]),
+                 **{k: float(r[k]) for k in METRICS}} for r in self.rows]
 
 
 # ---------------------------------------------------------------------------------------------

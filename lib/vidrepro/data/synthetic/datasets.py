@@ -66,8 +66,8 @@ class Size:
 
 SIZES = {
     "tiny": Size(frame=64, fps=8, clips=(160, 24, 40), refs=10, images=300, pretrain_videos=1000,
-                 segments=8, stories=(120, 40, 40), dense=(60, 20), state_videos=(24, 24),
-                 state_categories=4, qa=(90, 20, 150)),
+                 segments=8, stories=(120, 40, 200), dense=(60, 60), state_videos=(24, 64),
+                 state_categories=4, qa=(90, 20, 350)),
     "small": Size(frame=96, fps=8, clips=(1200, 100, 300), refs=20, images=3000,
                   pretrain_videos=800, segments=8, stories=(1000, 200, 200), dense=(400, 100),
                   state_videos=(120, 15), state_categories=6, qa=(800, 100, 200)),
@@ -173,14 +173,32 @@ def dense_events(scene: Scene, rng: np.random.Generator, jitter: float) -> tuple
     return tuple(out)
 
 
+def _dense_scene(seed: int, split_index: int, i: int) -> tuple[np.random.Generator, float, Scene]:
+    rng = _rng(seed, 4, split_index, i)
+    duration = float(rng.integers(20, 41))
+    return rng, duration, scenes.caption_clip(rng, duration, max_events=6, sound_prob=0.25)
+
+
+def dense_modalities(split: str = "val", seed: int = 0, size: str | Size = "tiny") -> dict:
+    """How many events of the dense kind's ``split`` are only seen, only heard, or both (from
+    the scripts, without rendering): what a single-modality captioner can know."""
+    size = SIZES[size] if isinstance(size, str) else size
+    s = ("train", "val").index(split)
+    counts = {"seen only": 0, "heard only": 0, "seen and heard": 0}
+    for i in range(size.dense[s]):
+        for e in _dense_scene(seed, s, i)[2].ordered_events():
+            key = ("seen and heard" if e.visible and e.audible else
+                   "seen only" if e.visible else "heard only")
+            counts[key] += 1
+    return counts
+
+
 def build_dense(out: Path, seed: int, size: Size) -> None:
     (out / "videos").mkdir(parents=True, exist_ok=True)
     annotations: dict[str, list[activitynet.AnetVideo]] = {"train": [], "val_1": [], "val_2": []}
     for s, (split, count) in enumerate(zip(("train", "val"), size.dense)):
         for i in tqdm(range(count), desc=f"dense/{split}", leave=False):
-            rng = _rng(seed, 4, s, i)
-            duration = float(rng.integers(20, 41))
-            scene = scenes.caption_clip(rng, duration, max_events=6, sound_prob=0.25)
+            rng, duration, scene = _dense_scene(seed, s, i)
             vid = f"v_{split}{i:04d}"
             frames, wave = _write_clip(out / "videos" / f"{vid[2:]}.mp4", scene, size, seed + i,
                                        fps=DENSE_FPS, with_audio=True)
