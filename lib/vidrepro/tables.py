@@ -246,9 +246,10 @@ def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, forc
         per_seed[seed][row.id] = run_row(root, spec, row, scale, force=force, ran=ran,
                                          progress=progress, code=code,
                                          seed=seed if seeds > 1 else None, workdir=workdir)
-    frame = assemble(spec, per_seed, load_published(root, table))
+    items = {row.id: row_items(per_seed, row) for row in chosen}
+    frame = assemble(spec, per_seed, load_published(root, table), items)
     if rows is None and workdir is None:
-        write_results(frame, findings(spec, per_seed), spec, results_name(table, seeds), scale,
+        write_results(frame, findings(spec, items), spec, results_name(table, seeds), scale,
                       root, seeds)
     return frame
 
@@ -300,7 +301,8 @@ def compare(committed: pd.DataFrame, rerun: pd.DataFrame) -> pd.DataFrame:
 # --- results ---------------------------------------------------------------------------------
 
 def assemble(spec: TableSpec, per_seed: list[dict[str, dict[str, runs.RunResult]]],
-             published: Published | None) -> pd.DataFrame:
+             published: Published | None,
+             items: dict[str, list[pd.DataFrame] | None]) -> pd.DataFrame:
     """One record per row: each metric's mean over seeds; with per-item scores its 95% interval
     (``<metric>_lo``, ``<metric>_hi``, see :mod:`vidrepro.stats`); with several seeds the
     per-seed values (``<metric>_seed<k>``) and their standard deviation (``<metric>_std``);
@@ -311,13 +313,13 @@ def assemble(spec: TableSpec, per_seed: list[dict[str, dict[str, runs.RunResult]
             continue
         record: dict[str, Any] = {"row": row.id}
         record.update({c: row.columns.get(c, "") for c in spec.columns})
-        items = row_items(per_seed, row)
+        scored = items[row.id]
         for m in spec.metrics:
             values = [_metric(results[row.id], row, m) * spec.metric_scale for results in per_seed]
             record[m] = _round(np.mean(values))
-            if items is not None and m in items[0].columns:
-                _check_items(items, values, spec.metric_scale, row, m)
-                interval = stats.row_interval(items, m).scaled(spec.metric_scale)
+            if scored is not None and m in scored[0].columns:
+                _check_items(scored, values, spec.metric_scale, row, m)
+                interval = stats.row_interval(scored, m).scaled(spec.metric_scale)
                 record[f"{m}_lo"], record[f"{m}_hi"] = _round(interval.lo), _round(interval.hi)
             if len(per_seed) > 1:
                 record[f"{m}_std"] = _round(np.std(values, ddof=1))
@@ -362,18 +364,16 @@ def _metric(results: dict[str, runs.RunResult], row: RowSpec, metric: str) -> fl
     return float(metrics[metric])
 
 
-def findings(spec: TableSpec, per_seed: list[dict[str, dict[str, runs.RunResult]]]
-             ) -> pd.DataFrame:
+def findings(spec: TableSpec, items: dict[str, list[pd.DataFrame] | None]) -> pd.DataFrame:
     """One record per finding pair: the difference A - B of the metric (scaled as the table),
     its paired-bootstrap 95% interval and verdict, and the finding's verdict (holds if every
     pair holds, reversed if any pair is reversed, else unresolved; or by construction)."""
     records = []
     for f in spec.findings:
-        pairs = [(a, b) for a, b in f.pairs if a in per_seed[0] and b in per_seed[0]]
-        rows = {r.id: r for r in spec.rows}
+        pairs = [(a, b) for a, b in f.pairs if a in items and b in items]
         found = []
         for a, b in pairs:
-            ia, ib = row_items(per_seed, rows[a]), row_items(per_seed, rows[b])
+            ia, ib = items[a], items[b]
             if ia is None or ib is None or f.metric not in ia[0].columns:
                 raise ValueError(f"finding {f.claim!r}: rows {a!r} and {b!r} need per-item "
                                  f"{f.metric!r} scores ({runs.ITEMS_FILE}) for an interval")
