@@ -292,9 +292,9 @@ def compare(committed: pd.DataFrame, rerun: pd.DataFrame) -> pd.DataFrame:
         for col in dict.fromkeys([*old.columns, *new.columns]):
             a = old.at[row, col] if row in old.index and col in old.columns else "(missing)"
             b = new.at[row, col] if row in new.index and col in new.columns else "(missing)"
-            same = (pd.isna(a) and pd.isna(b)) if not isinstance(a, str) and pd.isna(a) else a == b
+            empty = not isinstance(a, str) and not isinstance(b, str) and pd.isna(a) and pd.isna(b)
             records.append({"row": row, "column": col, "committed": a, "rerun": b,
-                            "same": bool(same)})
+                            "same": bool(empty or a == b)})
     return pd.DataFrame.from_records(records)
 
 
@@ -348,7 +348,7 @@ def _check_items(items: list[pd.DataFrame], values: list[float], scale: float, r
                  metric: str) -> None:
     """Intervals are only honest if the logged metric is the mean of the items' column."""
     for k, (frame, value) in enumerate(zip(items, values)):
-        w = frame["weight"] if "weight" in frame.columns else 1.0 + 0 * frame[metric]
+        w = frame["weight"] if "weight" in frame.columns else pd.Series(1.0, index=frame.index)
         mean = float((frame[metric] * w).sum() / w.sum()) * scale
         if not np.isclose(mean, value, rtol=1e-6, atol=1e-6 * scale):
             raise ValueError(f"row {row.id!r}, seed {k}: {metric} is {value / scale:.6g} but "
