@@ -293,6 +293,7 @@ import os
 import numpy as np
 import torch
 from vidrepro import runs
+out = runs.run_dir()
 torch.manual_seed(seed)
 a = torch.randn(n, n)
 runs.log_metrics(
@@ -300,6 +301,7 @@ runs.log_metrics(
     numpy_draws=np.random.default_rng(seed).random(3).tolist(),
     matmul_sum=float((a @ a).sum()),
     threads=torch.get_num_threads(),
+    deterministic=torch.are_deterministic_algorithms_enabled(),
     omp=os.environ.get("OMP_NUM_THREADS"),
     hashseed=os.environ.get("PYTHONHASHSEED"),
     hash_abc=hash("abc"),
@@ -354,7 +356,7 @@ def test_a_notebook_step_executed_twice_logs_the_same_metrics(draw_root):
     assert determinism.threads() == 1
     assert m["threads"] == 1 and m["omp"] == "1"  # not the parent's OMP_NUM_THREADS=2
     assert one.record["provenance"]["threads"] == 1
-    assert m["hashseed"] == "0"
+    assert m["hashseed"] == "0" and m["deterministic"]  # runs.run_dir configured torch
     assert [m["hash_abc"], m["set_order"]] == list(hashing_with_seed_0())
     g = torch.Generator().manual_seed(5)  # the params file's seed reached the kernel
     torch.randn(64, 64, generator=g)

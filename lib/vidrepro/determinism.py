@@ -5,7 +5,8 @@ place (``$VIDREPRO_THREADS``, else ``$OMP_NUM_THREADS`` as ``torchrun`` sets it,
 cores this process may use) and recorded in each
 run's provenance. Notebook kernels get the settings through their environment (torch and the
 BLAS libraries read ``OMP_NUM_THREADS`` when they start; ``PYTHONHASHSEED`` fixes the order of
-sets of strings); command-line stages call :func:`configure` before they build anything.
+sets of strings) and call :func:`configure` through ``runs.run_dir``; command-line stages call
+it before they build anything.
 """
 
 from __future__ import annotations

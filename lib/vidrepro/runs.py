@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -39,10 +40,14 @@ TRACKED_PACKAGES = (
 # --- notebook side ---------------------------------------------------------------------------
 
 def run_dir() -> Path:
-    """This run's folder: the runner's, or ``runs/interactive/<time>`` when opened by hand."""
+    """This run's folder: the runner's, or ``runs/interactive/<time>`` when opened by hand. In
+    a kernel the runner started, a notebook that has imported torch also gets its thread count
+    and deterministic kernels here, as a command-line stage does."""
     env = os.environ.get(RUN_DIR_ENV)
     if env:
         path = Path(env)
+        if "torch" in sys.modules:
+            determinism.configure()
     else:
         global _interactive_dir
         if _interactive_dir is None:

@@ -10,6 +10,7 @@ stopped. Checkpoints hold the trainable parameters (safetensors) and the optimiz
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
@@ -82,15 +83,22 @@ def step_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:
 
 
 def distributed() -> tuple[int, int]:
-    """(rank, world size); initialises the process group when launched by ``torchrun``."""
+    """(rank, world size); initialises the process group when launched by ``torchrun``, and
+    destroys it at exit (gloo's threads left running at interpreter exit can abort a rank)."""
     if "RANK" in os.environ and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
+        atexit.register(_destroy)
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def _destroy() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class Checkpoint:

@@ -66,7 +66,7 @@ class Size:
 
 SIZES = {
     "tiny": Size(frame=64, fps=8, clips=(160, 24, 40), refs=10, images=300, pretrain_videos=1000,
-                 segments=8, stories=(120, 40, 200), dense=(60, 60), state_videos=(24, 64),
+                 segments=8, stories=(120, 40, 200), dense=(60, 100), state_videos=(24, 64),
                  state_categories=4, qa=(90, 20, 350)),
     "small": Size(frame=96, fps=8, clips=(1200, 100, 300), refs=20, images=3000,
                   pretrain_videos=800, segments=8, stories=(1000, 200, 200), dense=(400, 100),
