@@ -119,7 +119,13 @@ def test_failing_cell_stops_with_error_and_keeps_finished_steps(demo_root, capsy
     finished = [p for p in (demo_root / "runs").rglob("metrics.json")
                 if json.loads(p.read_text())["status"] == "finished"]
     assert len(finished) == 2  # the first row's two steps stay
+    failed = json.loads((executed.parent / "metrics.json").read_text())
+    assert failed["status"] == "failed" and "ValueError: boom" in failed["error"]
     assert not (demo_root / "results" / "demo.csv").exists()
+    status = tables.step_status("demo", root=demo_root)
+    assert status.set_index(["row", "step"])["status"].to_dict() == {
+        ("plain", "make"): "finished", ("plain", "score"): "finished",
+        ("scaled", "make"): "failed", ("scaled", "score"): "waiting"}
 
 
 def test_interrupted_step_is_rerun_not_reused(demo_root):
@@ -217,3 +223,23 @@ def test_by_construction_findings_say_why(demo_root):
     tables.reproduce("demo", "tiny", root=demo_root, progress=False)
     md = (demo_root / "results" / "demo.md").read_text()
     assert "scaling lowers the score: **by construction: the scale is set by hand**" in md
+
+
+def test_command_line_lists_parameters_steps_and_version(demo_root, capsys):
+    assert cli.main(["params", "notebooks/demo/01_make.ipynb", "--scale", "tiny"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("demo/01_make at tiny scale")
+    assert [line.split()[:2] for line in lines[1:]] == [["size", "int"], ["fail", "bool"],
+                                                       ["seed", "int"]]
+    assert cli.main(["runs", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("not run") == 2 and out.count("waiting") == 2  # shared make, two scores
+    tables.reproduce("demo", "tiny", root=demo_root, progress=False)
+    assert cli.main(["runs", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished") == 4 and "artifact: runs/tiny/demo/01_make/" in out
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.startswith("vidrepro ")
+    assert cli.main(["reproduce", "demo", "--rows", "nosuch"]) == 2
+    assert "(rows: plain, scaled)" in capsys.readouterr().err

@@ -3,6 +3,8 @@
     vidrepro run NOTEBOOK [--params FILE] [--scale tiny] [-p key=value ...] [--out DIR]
     vidrepro reproduce TABLE [--scale tiny|full] [--force] [--rows a,b] [--seeds N] [--verify]
     vidrepro data synth [--kind KIND|all] [--out DIR] [--seed N] [--size tiny|small]
+    vidrepro params NOTEBOOK [--scale tiny|full]   a notebook's parameters
+    vidrepro runs TABLE [--scale tiny|full] [--seeds N]   each step's status and folder
     vidrepro check            validate every table and params file at both scales
     vidrepro tables           list the tables
 """
@@ -10,8 +12,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import typing
+from importlib import metadata
 from pathlib import Path
 
 from . import params as P
@@ -22,17 +25,60 @@ from .paths import project_root
 
 def cmd_run(args: argparse.Namespace) -> int:
     root = project_root()
-    notebook = Path(args.notebook)
-    if notebook.suffix != ".ipynb" or not notebook.exists():
-        raise P.ParamsError(f"{notebook}: no such notebook (.ipynb)")
+    notebook = _notebook(args.notebook)
     params_file = Path(args.params) if args.params else None
     params = notebooks.load_params(root, notebook, args.scale, params_file,
                                    P.parse_overrides(args.p))
     folder = Path(args.out) if args.out else runs.default_run_folder(root, notebook)
     result = runs.execute(notebook, params, folder, root=root,
                           extra={"params_file": str(params_file or args.scale)})
-    print(json.dumps(result.metrics, indent=2, default=str))
+    width = max((len(k) for k in result.metrics), default=0)
+    for name, value in result.metrics.items():
+        print(f"{name:{width}s}  {value}")
     print(f"run folder: {result.folder}")
+    return 0
+
+
+def _notebook(text: str) -> Path:
+    notebook = Path(text)
+    if notebook.suffix != ".ipynb" or not notebook.exists():
+        raise P.ParamsError(f"{notebook}: no such notebook (.ipynb)")
+    return notebook
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    """Each parameter: name, type, the value at ``--scale`` (its params file), the notebook's
+    default and the help text."""
+    notebook = _notebook(args.notebook)
+    paper, name = notebooks.identify(notebook)
+    schema = P.schema_for(paper, name)
+    values = notebooks.load_params(project_root(), notebook, args.scale).model_dump(mode="json")
+    print(f"{paper}/{name} at {args.scale} scale "
+          f"(params/{paper}/{args.scale}/{name}.yaml; -p KEY=VALUE overrides):")
+    rows = [(k, _type_name(f.annotation), repr(values[k]),
+             "required" if f.is_required() else repr(f.default), f.description or "")
+            for k, f in schema.model_fields.items()]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + f"  {row[4]}")
+    return 0
+
+
+def _type_name(annotation) -> str:
+    if typing.get_origin(annotation) is typing.Literal:
+        return "|".join(str(a) for a in typing.get_args(annotation))
+    text = getattr(annotation, "__name__", None) if not typing.get_args(annotation) else None
+    return text or str(annotation).replace("typing.", "")
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    frame = tables.step_status(args.table, args.scale, root=project_root(), seeds=args.seeds)
+    for _, r in frame.iterrows():
+        where = f"  {r['folder']}" if r["folder"] else ""
+        tag = f"{r['row']} seed {r['seed']}" if args.seeds > 1 else r["row"]
+        print(f"{tag:24s} {r['step']:10s} {r['status']:9s}{where}")
+        if r["outputs"]:
+            print(f"{'':36s}{r['outputs']}")
     return 0
 
 
@@ -108,21 +154,32 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table_list() -> str:
+    try:
+        return ", ".join(tables.available_tables(project_root())) or "none"
+    except Exception:  # noqa: BLE001 - help must print outside a project too
+        return "see `vidrepro tables`"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidrepro", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {metadata.version('vidrepro')}")
     sub = parser.add_subparsers(dest="command", required=True)
+    known = _table_list()
 
     run = sub.add_parser("run", help="execute one notebook with validated params")
-    run.add_argument("notebook")
+    run.add_argument("notebook", help="path to a notebook, e.g. notebooks/merlot/01_pretrain.ipynb")
     run.add_argument("--params", help="params YAML (default: params/<paper>/<scale>/<name>.yaml)")
     run.add_argument("--scale", default="tiny", choices=P.SCALES)
     run.add_argument("-p", action="append", metavar="KEY=VALUE", help="override one parameter")
     run.add_argument("--out", help="run folder (default: runs/manual/<name>-<time>)")
     run.set_defaults(func=cmd_run)
 
-    rep = sub.add_parser("reproduce", help="regenerate a result table")
-    rep.add_argument("table")
+    rep = sub.add_parser("reproduce", help="regenerate a result table",
+                         epilog=f"tables: {known}")
+    rep.add_argument("table", help=f"one of: {known}")
     rep.add_argument("--scale", default="tiny", choices=P.SCALES)
     rep.add_argument("--force", action="store_true", help="rerun finished steps too")
     rep.add_argument("--rows", help="comma-separated row ids (default: all)")
@@ -132,6 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rerun the table from nothing in runs/verify/ (data too) and report, "
                           "row by row, whether every value matches the committed CSV")
     rep.set_defaults(func=cmd_reproduce)
+
+    prm = sub.add_parser("params", help="list a notebook's parameters: type, value, default, help")
+    prm.add_argument("notebook", help="path to a notebook, e.g. notebooks/bmhrl/03_hrl.ipynb")
+    prm.add_argument("--scale", default="tiny", choices=P.SCALES,
+                     help="whose params file gives the values")
+    prm.set_defaults(func=cmd_params)
+
+    status = sub.add_parser("runs", help="each step of a table: status, folder, outputs",
+                            epilog=f"tables: {known}")
+    status.add_argument("table", help=f"one of: {known}")
+    status.add_argument("--scale", default="tiny", choices=P.SCALES)
+    status.add_argument("--seeds", type=int, default=1, help="the steps of seeds 0..N-1")
+    status.set_defaults(func=cmd_runs)
 
     data = sub.add_parser("data", help="synthetic datasets in the real formats")
     data_sub = data.add_subparsers(dest="data_command", required=True)

@@ -221,8 +221,8 @@ def execute(notebook: Path, params: Params, folder: Path, *, key: str | None = N
             extra: dict[str, Any] | None = None) -> RunResult:
     """Run ``notebook`` with papermill into ``folder``; raise :class:`StepFailed` on a cell error.
 
-    The record starts as ``running`` and becomes ``finished`` only after the last cell, so a
-    killed run is rerun, not reused. Earlier contents of the folder (an interrupted run's
+    The record starts as ``running`` and becomes ``finished`` only after the last cell (or
+    ``failed``, with the error), so a killed or failed run is rerun, not reused. Earlier contents of the folder (an interrupted run's
     checkpoints) are kept: notebooks resume from them.
     """
     import papermill as pm  # heavy; the notebook side never needs it
@@ -261,10 +261,10 @@ def execute(notebook: Path, params: Params, folder: Path, *, key: str | None = N
                             kernel_name="python3", progress_bar=progress, cwd=str(root),
                             log_output=False)
     except pm.PapermillExecutionError as e:
-        raise StepFailed(
-            f"{_relative(notebook, root)} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
-            f"executed notebook: {executed}\n" + "".join(_strip_ansi(t) for t in e.traceback[-3:])
-        ) from None
+        error = f"{_relative(notebook, root)} failed in cell {e.exec_count}: {e.ename}: {e.evalue}"
+        write_record(folder, {**read_record(folder), "status": "failed", "error": error})
+        raise StepFailed(f"{error}\nexecuted notebook: {executed}\n"
+                         + "".join(_strip_ansi(t) for t in e.traceback[-3:])) from None
     finally:
         for k, v in env_before.items():
             if v is None:

@@ -187,6 +187,18 @@ def check_table(root: Path, table: str, scale: str) -> TableSpec:
     return spec
 
 
+def _located(root: Path, spec: TableSpec, step: StepSpec, scale: str,
+             done: dict[str, runs.RunResult], code: str, seed: int | None,
+             workdir: Path) -> tuple[Path, P.Params, str, Path]:
+    """Where a step of a row lives: (notebook, params, key, folder), given the row's earlier
+    steps in ``done``."""
+    params = step_params(root, spec.paper, step, scale, resolve=lambda v: _resolve(v, done),
+                         seed=seed)
+    nb = notebook_path(root, spec.paper, step.notebook)
+    key = runs.step_key(nb, params, {k: r.record["key"] for k, r in done.items()}, code)
+    return nb, params, key, workdir / "runs" / scale / spec.paper / step.notebook / key[:16]
+
+
 def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: bool = False,
             ran: set[str] | None = None, progress: bool = True, code: str | None = None,
             seed: int | None = None, workdir: Path | None = None) -> dict[str, runs.RunResult]:
@@ -200,11 +212,7 @@ def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: boo
     done: dict[str, runs.RunResult] = {}
     tag = row.id if seed is None else f"{row.id} seed {seed}"
     for step in row.steps:
-        params = step_params(root, spec.paper, step, scale, resolve=lambda v: _resolve(v, done),
-                             seed=seed)
-        nb = notebook_path(root, spec.paper, step.notebook)
-        key = runs.step_key(nb, params, {k: r.record["key"] for k, r in done.items()}, code)
-        folder = workdir / "runs" / scale / spec.paper / step.notebook / key[:16]
+        nb, params, key, folder = _located(root, spec, step, scale, done, code, seed, workdir)
         if (not force or key in ran) and runs.is_finished(folder, key):
             done[step.id] = runs.RunResult(folder, runs.read_record(folder))
             tqdm.write(f"[{tag}] {step.id}: reused {_shown(folder, root)}")
@@ -214,6 +222,37 @@ def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: boo
                                      extra={"scale": scale})
         ran.add(key)
     return done
+
+
+def step_status(table: str, scale: str = "tiny", *, root: Path | None = None,
+                seeds: int = 1) -> pd.DataFrame:
+    """Every step of every row without running anything: its status (finished, running,
+    failed, not run, or waiting for an earlier step), its folder and the outputs it logged
+    (e.g. the model a "your video" notebook takes)."""
+    root = (root or project_root()).resolve()
+    spec = check_table(root, table, scale)
+    code = runs.code_version(spec.paper)
+    records = []
+    for seed in range(seeds):
+        for row in spec.rows:
+            done: dict[str, runs.RunResult] = {}
+            for step in row.steps:
+                entry = {"row": row.id, "seed": seed, "step": step.id, "notebook": step.notebook}
+                if len(done) < row.steps.index(step):
+                    records.append({**entry, "status": "waiting", "folder": "", "outputs": ""})
+                    continue
+                *_, key, folder = _located(root, spec, step, scale, done, code,
+                                           seed if seeds > 1 else None, root)
+                record = runs.read_record(folder)
+                status = record.get("status", "not run") if record.get("key") == key \
+                    else "not run"
+                if status == "finished":
+                    done[step.id] = runs.RunResult(folder, record)
+                outputs = ", ".join(f"{k}: {_shown(folder / v, root)}"
+                                    for k, v in record.get("outputs", {}).items())
+                records.append({**entry, "status": status, "folder": str(_shown(folder, root)),
+                                "outputs": outputs if status == "finished" else ""})
+    return pd.DataFrame.from_records(records)
 
 
 def _shown(path: Path, root: Path) -> Path:
@@ -236,7 +275,8 @@ def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, forc
     spec = check_table(root, table, scale)
     chosen = [r for r in spec.rows if rows is None or r.id in rows]
     if rows is not None and (missing := set(rows) - {r.id for r in chosen}):
-        raise P.ParamsError(f"table {table}: no rows {sorted(missing)}")
+        raise P.ParamsError(f"table {table}: no rows {sorted(missing)} (rows: "
+                            f"{', '.join(r.id for r in spec.rows)})")
     per_seed: list[dict] = []
     ran, code = set(), runs.code_version(spec.paper)
     jobs = [(seed, row) for seed in range(seeds) for row in chosen]
