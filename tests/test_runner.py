@@ -32,6 +32,20 @@ def test_run_writes_executed_notebook_and_provenance(demo_root, capsys):
     assert (out / record["outputs"]["artifact"]).read_text() == "xxxxx"
 
 
+def test_kernels_talk_over_unix_sockets_not_tcp(demo_root, capfd):
+    """The kernel's sockets live in a private folder that is gone afterwards; no port is
+    opened, so ipykernel has no unencrypted TCP to warn about."""
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("vidrepro-ipc-*"))
+    assert cli.main(["run", "notebooks/demo/01_make.ipynb", "-p", "size=3",
+                     "--out", str(demo_root / "runs" / "ipc")]) == 0
+    captured = capfd.readouterr()
+    assert "size  3" in captured.out
+    assert "TCP" not in captured.err
+    assert set(Path(tempfile.gettempdir()).glob("vidrepro-ipc-*")) == before
+
+
 def runs_params(record):
     from demo_project import MakeParams
     return MakeParams(**record["params"])

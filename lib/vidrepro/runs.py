@@ -17,7 +17,10 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -257,9 +260,10 @@ def execute(notebook: Path, params: Params, folder: Path, *, key: str | None = N
     os.environ.update(kernel_env)
     start = time.monotonic()
     try:
-        pm.execute_notebook(str(notebook), str(executed), parameters=values,
-                            kernel_name="python3", progress_bar=progress, cwd=str(root),
-                            log_output=False)
+        with _kernel_sockets() as manager:
+            pm.execute_notebook(str(notebook), str(executed), parameters=values,
+                                kernel_name="python3", progress_bar=progress, cwd=str(root),
+                                log_output=False, **manager)
     except pm.PapermillExecutionError as e:
         error = f"{_relative(notebook, root)} failed in cell {e.exec_count}: {e.ename}: {e.evalue}"
         write_record(folder, {**read_record(folder), "status": "failed", "error": error})
@@ -275,6 +279,23 @@ def execute(notebook: Path, params: Params, folder: Path, *, key: str | None = N
     record["provenance"]["duration_s"] = round(time.monotonic() - start, 2)
     write_record(folder, record)
     return RunResult(folder, record)
+
+
+@contextmanager
+def _kernel_sockets() -> Iterator[dict[str, Any]]:
+    """Papermill's kernel over Unix sockets in a private temporary folder (no open ports, no
+    warning about unencrypted TCP); the default TCP transport where there are none (Windows)."""
+    if os.name == "nt":
+        yield {}
+        return
+    from jupyter_client.manager import KernelManager
+
+    with tempfile.TemporaryDirectory(prefix="vidrepro-ipc-") as sockets:
+        class _SocketKernelManager(KernelManager):
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(transport="ipc", ip=os.path.join(sockets, "kernel"), **kwargs)
+
+        yield {"kernel_manager_class": _SocketKernelManager}
 
 
 def _relative(path: Path, root: Path) -> str:
