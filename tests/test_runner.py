@@ -257,3 +257,32 @@ def test_command_line_lists_parameters_steps_and_version(demo_root, capsys):
     assert capsys.readouterr().out.startswith("vidrepro ")
     assert cli.main(["reproduce", "demo", "--rows", "nosuch"]) == 2
     assert "(rows: plain, scaled)" in capsys.readouterr().err
+
+
+def test_full_scale_names_missing_data_before_starting_a_kernel(tmp_path, monkeypatch):
+    from vidrepro.paths import project_root
+
+    root = project_root()
+    monkeypatch.setenv("VIDREPRO_DATA", str(tmp_path))
+    assert tables.data_inputs(root, "bmhrl_dense_captioning", "tiny") == {}  # synthetic
+    inputs = tables.data_inputs(root, "bmhrl_dense_captioning", "full")
+    assert {p for _, p in inputs.values()} == {tmp_path / "activitynet",
+                                                tmp_path / "glove/glove.840B.300d.txt"}
+    with pytest.raises(P.ParamsError) as e:
+        tables.reproduce("bmhrl_dense_captioning", "full", root=root, progress=False)
+    assert str(tmp_path / "activitynet") in str(e.value)
+    assert "dense_root = 'activitynet'" in str(e.value) and "$VIDREPRO_DATA" in str(e.value)
+    (tmp_path / "activitynet").mkdir()
+    (tmp_path / "glove").mkdir()
+    (tmp_path / "glove/glove.840B.300d.txt").write_text("")
+    tables.check_data(root, "bmhrl_dense_captioning", "full")  # everything there: no error
+
+
+def test_check_env_reports_java_devices_and_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VIDREPRO_DATA", str(tmp_path))
+    assert cli.main(["check", "--env", "--scale", "tiny"]) == 0  # tiny: synthetic data only
+    out = capsys.readouterr().out
+    assert out.startswith("java") and "torch_device" in out
+    assert "ok       object_states: synthetic data (tiny)" in out
+    assert cli.main(["check", "--env"]) == 1  # full: nothing under the empty data folder
+    assert f"MISSING  object_states: {tmp_path}" in capsys.readouterr().out

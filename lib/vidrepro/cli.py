@@ -5,7 +5,8 @@
     vidrepro data synth [--kind KIND|all] [--out DIR] [--seed N] [--size tiny|small]
     vidrepro params NOTEBOOK [--scale tiny|full]   a notebook's parameters
     vidrepro runs TABLE [--scale tiny|full] [--seeds N]   each step's status and folder
-    vidrepro check            validate every table and params file at both scales
+    vidrepro check [--env [--scale full|tiny]]   validate every table and params file at both
+                              scales; --env: Java, devices and the datasets a scale reads
     vidrepro tables           list the tables
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from . import params as P
 from . import notebooks, runs, tables
 from .data.synthetic import datasets
-from .paths import project_root
+from .paths import data_root, project_root
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -120,6 +121,8 @@ def _verify(root: Path, args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     root = project_root()
+    if args.env:
+        return _check_env(root, args.scale)
     for table in tables.available_tables(root):
         for scale in P.SCALES:
             tables.check_table(root, table, scale)
@@ -131,6 +134,26 @@ def cmd_check(args: argparse.Namespace) -> int:
         P.load(P.schema_for(paper, name), path)
         print(f"ok  {path.relative_to(root)}")
     return 0
+
+
+def _check_env(root: Path, scale: str) -> int:
+    """Java, devices and package versions, then every dataset the tables read at ``scale``."""
+    from .kit import selfcheck
+
+    info = selfcheck.environment()
+    for key in ("java", "torch_device", "jax_devices", "torch", "jax", "transformers"):
+        print(f"{key:13s} {info.get(key, '-')}")
+    print(f"{'data':13s} $VIDREPRO_DATA = {data_root()}")
+    ok = not info["java"].startswith("missing")
+    for table in tables.available_tables(root):
+        inputs = tables.data_inputs(root, table, scale)
+        if not inputs:
+            print(f"ok       {table}: synthetic data ({scale}), generated on first use")
+        for path in sorted({str(p) for _, p in inputs.values()}):
+            there = Path(path).exists()
+            ok &= there
+            print(f"{'ok' if there else 'MISSING':8s} {table}: {path}")
+    return 0 if ok else 1
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
@@ -214,7 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--force", action="store_true", help="regenerate even if present")
     synth.set_defaults(func=cmd_data)
 
-    sub.add_parser("check", help="validate all tables and params").set_defaults(func=cmd_check)
+    check = sub.add_parser("check", help="validate all tables and params (--env: this "
+                                         "machine: Java, devices, datasets)")
+    check.add_argument("--env", action="store_true",
+                       help="check Java, the devices torch and JAX see, and the data a scale reads")
+    check.add_argument("--scale", default="full", choices=P.SCALES,
+                       help="whose datasets --env looks for")
+    check.set_defaults(func=cmd_check)
     sub.add_parser("tables", help="list the tables").set_defaults(func=cmd_tables)
     return parser
 

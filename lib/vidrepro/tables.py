@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import params as P
 from . import notebooks, runs, stats
-from .paths import project_root
+from .paths import data_path, data_root, project_root
 
 REF = re.compile(r"\$\{([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
 
@@ -199,6 +199,43 @@ def _located(root: Path, spec: TableSpec, step: StepSpec, scale: str,
     return nb, params, key, workdir / "runs" / scale / spec.paper / step.notebook / key[:16]
 
 
+DATA_KEYS = ("_root", "_path")  # params naming a dataset folder or file under $VIDREPRO_DATA
+
+
+def data_inputs(root: Path, table: str, scale: str) -> dict[str, tuple[str, Path]]:
+    """The datasets a table reads at ``scale``: ``{"<row>/<step>: <key>": (value, path)}`` for
+    every non-empty params value whose key ends in ``_root`` or ``_path`` (empty: synthetic data,
+    generated on first use)."""
+    spec = check_table(root, table, scale)
+    found = {}
+    for row in spec.rows:
+        for step in row.steps:
+            params = step_params(root, spec.paper, step, scale,
+                                 resolve=lambda v: REF.sub(r"/dry-run/\1/\2", v)
+                                 if isinstance(v, str) else v)
+            for key, value in params.model_dump().items():
+                if key.endswith(DATA_KEYS) and isinstance(value, str) and value:
+                    found[f"{row.id}/{step.id}: {key}"] = (value, data_path(value))
+    return found
+
+
+def check_data(root: Path, table: str, scale: str) -> None:
+    """Raise, before any kernel starts, if a dataset the table reads is missing: name each
+    params key, where it was looked for and ``$VIDREPRO_DATA``."""
+    missing = {}
+    for where, (value, path) in data_inputs(root, table, scale).items():
+        if not path.exists():
+            missing.setdefault(str(path), []).append(f"{where} = {value!r}")
+    if missing:
+        lines = [f"  {path} (from {', '.join(uses[:2])}{', ...' if len(uses) > 2 else ''})"
+                 for path, uses in missing.items()]
+        raise P.ParamsError(
+            f"table {table} at {scale} scale reads data that is not there:\n" + "\n".join(lines)
+            + f"\nRelative paths are under $VIDREPRO_DATA (now {data_root()}); set it to the "
+            "folder holding the datasets. The README's Data section gives each dataset's "
+            "layout and where to download it.")
+
+
 def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: bool = False,
             ran: set[str] | None = None, progress: bool = True, code: str | None = None,
             seed: int | None = None, workdir: Path | None = None) -> dict[str, runs.RunResult]:
@@ -273,6 +310,7 @@ def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, forc
     if seeds < 1:
         raise P.ParamsError(f"seeds must be >= 1, got {seeds}")
     spec = check_table(root, table, scale)
+    check_data(root, table, scale)
     chosen = [r for r in spec.rows if rows is None or r.id in rows]
     if rows is not None and (missing := set(rows) - {r.id for r in chosen}):
         raise P.ParamsError(f"table {table}: no rows {sorted(missing)} (rows: "
