@@ -1,9 +1,9 @@
 """Same seed, same numbers: the process settings every run of the kit shares.
 
 How many threads split a float sum decides its rounding, so the thread count is chosen in one
-place (``$VIDREPRO_THREADS``, else ``$OMP_NUM_THREADS`` as ``torchrun`` sets it, else the
-cores this process may use) and recorded in each
-run's provenance. Notebook kernels get the settings through their environment (torch and the
+place (``$VIDREPRO_THREADS``, else ``$OMP_NUM_THREADS`` as ``torchrun`` sets it, else 1, which
+repeats on any core count and lets two runs share two cores) and recorded in each run's
+provenance. Notebook kernels get the settings through their environment (torch and the
 BLAS libraries read ``OMP_NUM_THREADS`` when they start; ``PYTHONHASHSEED`` fixes the order of
 sets of strings) and call :func:`configure` through ``runs.run_dir``; command-line stages call
 it before they build anything.
