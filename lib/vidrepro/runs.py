@@ -225,8 +225,8 @@ def execute(notebook: Path, params: Params, folder: Path, *, key: str | None = N
     """Run ``notebook`` with papermill into ``folder``; raise :class:`StepFailed` on a cell error.
 
     The record starts as ``running`` and becomes ``finished`` only after the last cell (or
-    ``failed``, with the error), so a killed or failed run is rerun, not reused. Earlier contents of the folder (an interrupted run's
-    checkpoints) are kept: notebooks resume from them.
+    ``failed``, with the error), so a killed or failed run is rerun, not reused. Earlier contents
+    of the folder (an interrupted run's checkpoints) are kept: notebooks resume from them.
     """
     import papermill as pm  # heavy; the notebook side never needs it
 

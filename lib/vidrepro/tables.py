@@ -181,10 +181,13 @@ def check_table(root: Path, table: str, scale: str) -> TableSpec:
     spec = load_table(root, table)
     for row in spec.rows:
         for step in row.steps:
-            step_params(root, spec.paper, step, scale,
-                        resolve=lambda v: REF.sub(r"/dry-run/\1/\2", v) if isinstance(v, str)
-                        else v)
+            step_params(root, spec.paper, step, scale, resolve=_dry_run)
     return spec
+
+
+def _dry_run(value: Any) -> Any:
+    """An upstream output reference as a dummy path, for checking params without running."""
+    return REF.sub(r"/dry-run/\1/\2", value) if isinstance(value, str) else value
 
 
 def _located(root: Path, spec: TableSpec, step: StepSpec, scale: str,
@@ -206,13 +209,11 @@ def data_inputs(root: Path, table: str, scale: str) -> dict[str, tuple[str, Path
     """The datasets a table reads at ``scale``: ``{"<row>/<step>: <key>": (value, path)}`` for
     every non-empty params value whose key ends in ``_root`` or ``_path`` (empty: synthetic data,
     generated on first use)."""
-    spec = check_table(root, table, scale)
+    spec = load_table(root, table)
     found = {}
     for row in spec.rows:
         for step in row.steps:
-            params = step_params(root, spec.paper, step, scale,
-                                 resolve=lambda v: REF.sub(r"/dry-run/\1/\2", v)
-                                 if isinstance(v, str) else v)
+            params = step_params(root, spec.paper, step, scale, resolve=_dry_run)
             for key, value in params.model_dump().items():
                 if key.endswith(DATA_KEYS) and isinstance(value, str) and value:
                     found[f"{row.id}/{step.id}: {key}"] = (value, data_path(value))
