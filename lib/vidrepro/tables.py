@@ -274,9 +274,9 @@ def step_status(table: str, scale: str = "tiny", *, root: Path | None = None,
     for seed in range(seeds):
         for row in spec.rows:
             done: dict[str, runs.RunResult] = {}
-            for step in row.steps:
+            for i, step in enumerate(row.steps):
                 entry = {"row": row.id, "seed": seed, "step": step.id, "notebook": step.notebook}
-                if len(done) < row.steps.index(step):
+                if len(done) < i:  # an earlier step is not finished
                     records.append({**entry, "status": "waiting", "folder": "", "outputs": ""})
                     continue
                 *_, key, folder = _located(root, spec, step, scale, done, code,
