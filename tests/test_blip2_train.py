@@ -14,8 +14,9 @@ from vidrepro.blip2_video import build, pipeline, train
 from vidrepro.blip2_video.params import Data
 from vidrepro.data.synthetic import datasets
 from vidrepro.training import LoopConfig
+from twoprocs import torchrun
 
-SMALL = replace(datasets.SIZES["tiny"], clips=(12, 2, 4), refs=3, images=12)
+SMALL = replace(datasets.SIZES["tiny"], clips=(12, 2, 4), refs=3, images=12, sentences=60)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,49 @@ def test_stages_train_save_load_and_caption(data, tmp_path):
     assert frames.shape == (4, 64, 64, 3) and isinstance(caption, str)
 
 
+def _snapshot(model, prefix):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith(prefix)}
+
+
+def _changed(before, model):
+    now = dict(model.named_parameters())
+    return {n for n, p in before.items() if not torch.equal(p, now[n])}
+
+
+def test_vit_pretrains_alone_then_the_image_text_stage_keeps_vit_and_lm(data):
+    torch.manual_seed(0)
+    images = pipeline.images(data)
+    model = build.from_config("tiny_t5", train.build_tokenizer([e.caption for e in images.entries]))
+    vit, lm = _snapshot(model, "blip2.vision_model."), _snapshot(model, "blip2.language_model.")
+    qformer = _snapshot(model, "blip2.qformer.")
+    h = train.pretrain_vision(model, images, LoopConfig(steps=12, lr=3e-3, warmup=2), 12)
+    assert h.values["loss"][-1] < h.values["loss"][0]
+    assert _changed(vit, model) and not _changed(lm, model) and not _changed(qformer, model)
+    vit = _snapshot(model, "blip2.vision_model.")
+    train.pretrain_image_text(model, images, LoopConfig(steps=3, lr=3e-3), 4)
+    assert _changed(vit, model) == {n for n in vit if "post_layernorm" in n}
+    assert not _changed(lm, model) and _changed(qformer, model)
+
+
+def test_caption_loss_falls_with_training_and_keeps_the_model_mode(data):
+    torch.manual_seed(0)
+    model = pipeline.load("tiny_t5", data)
+    clips = pipeline.videos(data, "train", 2, train=True)
+    view = pipeline.videos(data, "train", 2, train=False)
+    model.train()
+    before = pipeline.caption_loss(model, view, max_clips=6)
+    assert model.training
+    train.finetune(model, clips, LoopConfig(steps=15, lr=3e-3), batch_size=8)
+    assert pipeline.caption_loss(model, view, max_clips=6) < before
+
+
+def test_more_frames_see_more_events_before_any_training(monkeypatch):
+    monkeypatch.setitem(datasets.SIZES, "tiny", replace(SMALL, clips=(0, 0, 30)))
+    seen = {n: pipeline.events_in_frames(Data(), "test", n) for n in (2, 4, 8, 16)}
+    assert 0 < seen[2] < seen[4] < seen[8] <= seen[16] <= 1
+    assert pipeline.events_in_frames(Data(captions_root="msrvtt"), "test", 8) is None
+
+
 @pytest.mark.java
 @pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs Java")
 def test_evaluate_reports_coco_metrics(data):
@@ -70,11 +114,7 @@ def test_finetuning_under_torchrun_keeps_replicas_in_sync(data, tmp_path):
     """Two gloo processes, different batches per rank: DDP averages the gradients, so both
     replicas must end with the same (changed) weights."""
     script = Path(__file__).with_name("ddp_blip2_script.py")
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node=2", str(script), data.captions_root, str(tmp_path)],
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun(script, data.captions_root, tmp_path)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["after"].keys() == r1["after"].keys()
     for name in r0["after"]:

@@ -33,10 +33,11 @@ from vidrepro.data.synthetic import datasets
 
 # Every kind small enough to build three times in a few seconds (test_synthetic's SMALL, fewer
 # items; qa's tiny default has hundreds of videos).
-SIZE = replace(datasets.SIZES["tiny"], clips=(2, 1, 1), refs=3, images=3, pretrain_videos=2,
+SIZE = replace(datasets.SIZES["tiny"], clips=(2, 1, 1), refs=3, images=3, sentences=10,
+               pretrain_videos=2,
                segments=4, stories=(1, 1, 1), dense=(1, 1), state_videos=(2, 1),
                state_categories=2, qa=(1, 1, 1))
-MEDIA = {".mp4", ".jpg"}
+MEDIA = {".mp4", ".jpg", ".txt"}  # what each seed must change (.txt: the text corpus)
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -88,7 +89,7 @@ def test_synthetic_data_is_byte_identical_for_a_seed(kind, tmp_path):
     differ = sorted(k for k in a if a[k] != b[k])
     assert not differ, f"{kind}: same seed, different bytes in {differ}"
     media = [k for k in a if Path(k).suffix in MEDIA]
-    assert media, f"{kind} wrote no video or image"
+    assert media, f"{kind} wrote no video, image or text corpus"
 
     c = digests(datasets.build(kind, tmp_path / "c", seed=4, size=SIZE))
     same = [k for k in media if c.get(k) == a[k]]

@@ -5,10 +5,7 @@ two under torchrun), the command line and the params files."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from vidrepro.object_states.params import NOTEBOOKS, EvalParams, TrainParams
 from vidrepro.paths import project_root
 from vidrepro.training import step_rng
 from vidrepro.video import VideoDecodeError
+from twoprocs import torchrun
 
 SIZE = replace(datasets.SIZES["tiny"], state_videos=(4, 2), state_categories=3)
 TINY = (32, 32)  # tiny_vit's input
@@ -234,11 +232,7 @@ def test_params_files_load(scale, notebook):
 @pytest.mark.slow
 def test_two_processes_train_and_evaluate_like_one(root, tmp_path):
     script = Path(__file__).with_name("ddp_object_states_script.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node=2", str(script), str(root), str(tmp_path)],
-                          env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun(script, root, tmp_path)
     ranks = [load_file(tmp_path / f"rank{r}.safetensors") for r in range(2)]
     for k in ranks[0]:
         assert torch.equal(ranks[0][k], ranks[1][k]), k  # DDP kept the replicas equal

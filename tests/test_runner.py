@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -194,7 +195,7 @@ def test_table_spec_errors_name_the_problem(demo_root):
         tables.load_table(demo_root, "nope")
 
 
-def test_code_version_of_a_paper_ignores_other_papers_and_the_runner(tmp_path):
+def test_code_version_of_a_paper_ignores_other_papers_and_the_runner_not_configs(tmp_path):
     package = tmp_path / "pkg"
     for sub in ("paper_a", "paper_b"):
         (package / sub).mkdir(parents=True)
@@ -209,6 +210,11 @@ def test_code_version_of_a_paper_ignores_other_papers_and_the_runner(tmp_path):
     assert runs.code_version("paper_a", package) != before
     (package / "paper_a" / "model.py").write_text("w = 0\n")
     assert runs.code_version("paper_a", package) != runs.code_version("paper_b", package)
+    (package / "paper_a" / "configs").mkdir()
+    (package / "paper_a" / "configs" / "tiny.json").write_text('{"initializer_range": 0.02}')
+    with_config = runs.code_version("paper_a", package)
+    (package / "paper_a" / "configs" / "tiny.json").write_text('{"initializer_range": 1e-10}')
+    assert runs.code_version("paper_a", package) != with_config  # model configs count too
 
 
 def test_verify_reruns_from_nothing_and_reports_each_value(demo_root, capsys):
@@ -229,14 +235,32 @@ def test_verify_reruns_from_nothing_and_reports_each_value(demo_root, capsys):
     assert "some values differ" in out
 
 
-def test_by_construction_findings_say_why(demo_root):
+@pytest.mark.parametrize("marker,verdict", [
+    ("by_construction: the scale is set by hand", "by construction: the scale is set by hand"),
+    ("not_testable: {tiny: nothing varies}", "not testable at this scale: nothing varies"),
+])
+def test_findings_marked_in_the_spec_say_why(demo_root, marker, verdict):
     spec = (demo_root / "params/tables/demo.yaml").read_text()
-    spec = spec.replace("pairs: [[plain, scaled]]}",
-                        "pairs: [[plain, scaled]], by_construction: the scale is set by hand}")
+    spec = spec.replace("pairs: [[plain, scaled]]}", f"pairs: [[plain, scaled]], {marker}}}")
     (demo_root / "params/tables/demo.yaml").write_text(spec)
     tables.reproduce("demo", "tiny", root=demo_root, progress=False)
     md = (demo_root / "results" / "demo.md").read_text()
-    assert "scaling lowers the score: **by construction: the scale is set by hand**" in md
+    assert f"scaling lowers the score: **{verdict}**" in md
+    assert "(plain - scaled: -3.00 score" in md  # the difference is still reported
+    found = pd.read_csv(demo_root / "results" / "demo_findings.csv")
+    assert found["verdict"].tolist() == ["holds", verdict.split(":")[0]]
+
+
+def test_rows_side_by_side_run_a_shared_step_once_and_give_the_same_table(demo_root):
+    (demo_root / "hold").write_text("")  # `make` waits: both rows reach it while it runs
+    timer = threading.Timer(1.0, (demo_root / "hold").unlink)
+    timer.start()
+    parallel = tables.reproduce("demo", "tiny", root=demo_root, progress=False, jobs=2)
+    timer.join()
+    assert sorted(executions(demo_root)) == ["make", "score", "score"]
+    serial = tables.reproduce("demo", "tiny", root=demo_root, progress=False, jobs=1,
+                              force=True)
+    pd.testing.assert_frame_equal(parallel, serial)
 
 
 def test_command_line_lists_parameters_steps_and_version(demo_root, capsys):

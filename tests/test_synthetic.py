@@ -1,6 +1,8 @@
 """The synthetic world: deterministic, events really visible (or audible), every kind written
 in its real format and read back by the real readers."""
 
+import json
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -11,7 +13,8 @@ from vidrepro.data.synthetic import audio, datasets, features, language, render,
 from vidrepro.data.synthetic.world import Event, Obj, Scene, state_at
 from vidrepro.video import probe, read_audio, sample_frames
 
-SMALL = replace(datasets.SIZES["tiny"], clips=(4, 2, 2), refs=5, images=6, pretrain_videos=3,
+SMALL = replace(datasets.SIZES["tiny"], clips=(4, 2, 2), refs=5, images=6, sentences=40,
+                pretrain_videos=3,
                 segments=4, stories=(3, 2, 2), dense=(2, 2), state_videos=(4, 2),
                 state_categories=2)
 
@@ -96,6 +99,64 @@ def test_captions_round_trip(tmp_path):
     again = datasets.build("captions", tmp_path / "c2", seed=3, size=SMALL)
     assert (again / "annotations/cap_train.json").read_text() == \
         (out / "annotations/cap_train.json").read_text()
+
+
+def test_captioning_clips_show_three_or_four_events_and_say_nothing_of_sound():
+    counts = set()
+    for seed in range(60):
+        scene = scenes.video_clip(np.random.default_rng(seed), datasets.CLIP_SECONDS)
+        events = scene.ordered_events()
+        counts.add(len(events))
+        assert all(e.visible for e in events)
+        assert all(e.kind != "appear" for e in events[1:])
+        assert all(e.kind not in scenes.TERMINAL for e in events[:-1])
+        assert all(a.end <= b.start for a, b in zip(events, events[1:]))  # one after another
+    assert counts == {3, 4}
+    for *_, refs in datasets.caption_scripts(0, SMALL):
+        for ref in refs:
+            assert not any(w in ref for w in ("bell", "drum", "whistle", "buzzer")), ref
+
+
+def test_text_corpus_holds_none_of_the_captions_sentences(tmp_path):
+    size = replace(SMALL, sentences=400)
+    out = datasets.build("text", tmp_path / "t", seed=1, size=size)
+    corpus = datasets.read_text(out)
+    captions = {c for *_, refs in datasets.caption_scripts(1, size) for c in refs}
+    assert len(corpus) + json.loads((out / "overlap.json").read_text())[
+        "removed_as_caption_sentences"] == 400
+    assert not captions & set(corpus)
+    overlap = json.loads((out / "overlap.json").read_text())
+    assert overlap["caption_sentences_in_corpus"] == 0
+    assert 0.3 < overlap["caption_4grams_in_corpus"] <= 1  # same grammar, other scenes
+    assert any(" then " in t for t in corpus) and any("background" in t for t in corpus)
+    with pytest.raises(FileNotFoundError, match="corpus.txt"):
+        datasets.read_text(tmp_path)
+
+
+def test_image_captions_say_size_place_and_pieces():
+    rng = np.random.default_rng(0)
+    obj = Obj("circle", "red", 0.2, 0.8, 0.18)
+    whole = Scene(1.0, "sky", (obj,))
+    assert language.image_description(whole, rng).startswith("a big red ")
+    assert language.image_description(whole, rng).endswith(
+        "at the bottom left on a light blue background")
+    cut = Scene(1.0, "sky", (obj,), (Event("split", 0.0, 0.5, 0),))
+    assert "in two pieces at the bottom left" in language.image_description(cut, rng)
+
+
+def test_ensure_generates_once_when_asked_at_the_same_time(tmp_path, monkeypatch):
+    monkeypatch.setitem(datasets.SIZES, "tiny", SMALL)
+    built = []
+    real = datasets.build
+    monkeypatch.setattr(datasets, "build", lambda *a, **k: built.append(1) or real(*a, **k))
+    out = tmp_path / "captions"
+    threads = [threading.Thread(target=datasets.ensure, args=("captions",),
+                                kwargs={"out": out}) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert built == [1] and (out / datasets.MARKER).exists()
 
 
 def test_images_pretrain_and_stories_round_trip(tmp_path):

@@ -10,6 +10,7 @@ import torch
 
 from vidrepro import training
 from vidrepro.training import LoopConfig
+from twoprocs import torchrun
 
 
 def test_warmup_then_cosine_to_min_lr():
@@ -74,9 +75,7 @@ def test_ddp_on_two_processes_matches_one(tmp_path):
     script = Path(__file__).with_name("ddp_train_script.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], check=True, env=env)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc_per_node=2", str(script), str(tmp_path / "two.pt")], check=True,
-                   env=env, capture_output=True)
+    torchrun(script, tmp_path / "two.pt")
     one = torch.load(tmp_path / "one.pt", weights_only=True)
     two = torch.load(tmp_path / "two.pt", weights_only=True)
     for k in one:

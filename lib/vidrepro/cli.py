@@ -80,6 +80,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"{tag:24s} {r['step']:10s} {r['status']:9s}{where}")
         if r["outputs"]:
             print(f"{'':36s}{r['outputs']}")
+        if args.metrics and r["metrics"]:
+            print(f"{'':36s}" + ", ".join(f"{k} {v:.4g}" for k, v in sorted(r["metrics"].items())))
     return 0
 
 
@@ -89,7 +91,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return _verify(root, args)
     rows = args.rows.split(",") if args.rows else None
     frame = tables.reproduce(args.table, args.scale, root=root, force=args.force, rows=rows,
-                             seeds=args.seeds)
+                             seeds=args.seeds, jobs=args.jobs)
     print(frame.to_string(index=False))
     if rows is None:
         stem = tables.results_name(args.table, args.seeds)
@@ -208,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--rows", help="comma-separated row ids (default: all)")
     rep.add_argument("--seeds", type=int, default=1,
                      help="run every row with seeds 0..N-1: means and standard deviations")
+    rep.add_argument("--jobs", type=int, default=None,
+                     help="rows run side by side (default: tiny scale one per core, as each "
+                          "kernel uses one thread; full scale 1); the numbers do not change")
     rep.add_argument("--verify", action="store_true",
                      help="rerun the table from nothing in runs/verify/ (data too) and report, "
                           "row by row, whether every value matches the committed CSV")
@@ -224,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("table", help=f"one of: {known}")
     status.add_argument("--scale", default="tiny", choices=P.SCALES)
     status.add_argument("--seeds", type=int, default=1, help="the steps of seeds 0..N-1")
+    status.add_argument("--metrics", action="store_true",
+                        help="also each finished step's metrics (losses, diagnostics)")
     status.set_defaults(func=cmd_runs)
 
     data = sub.add_parser("data", help="synthetic datasets in the real formats")

@@ -170,14 +170,14 @@ RUNNER_MODULES = frozenset({"runs.py", "tables.py", "cli.py", "notebooks.py", "s
 
 
 def code_version(paper: str | None = None, package: Path | None = None) -> str:
-    """Hash of the package source a notebook can run: a step is reused only if that is
-    unchanged. (The git commit would also change on a README edit and is absent in a pip
+    """Hash of the package source a notebook can run (its modules and the model configs they
+    build from): a step is reused only if that is unchanged. (The git commit would also change on a README edit and is absent in a pip
     install.) With ``paper``, the other papers' subpackages are left out: work on MERLOT does
     not retrain BLIP-2."""
     package = package or Path(__file__).resolve().parent
     others = {d.name for d in package.iterdir() if (d / "params.py").exists()} - {paper}
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
+    for path in sorted([*package.rglob("*.py"), *package.rglob("configs/*.json")]):
         relative = path.relative_to(package)
         if (path.parent == package and path.name in RUNNER_MODULES) or (
                 paper and relative.parts[0] in others):
@@ -253,14 +253,12 @@ def execute(notebook: Path, params: Params, folder: Path, *, key: str | None = N
     }
     write_record(folder, record)
     executed = folder / Path(notebook).name
-    # The kernel inherits this environment: its run folder and the pinned thread settings.
-    kernel_env = {**determinism.environment(), RUN_DIR_ENV: str(folder),
+    # The kernel's own environment: its run folder and the pinned thread settings.
+    kernel_env = {**os.environ, **determinism.environment(), RUN_DIR_ENV: str(folder),
                   "VIDREPRO_ROOT": str(root)}
-    env_before = {k: os.environ.get(k) for k in kernel_env}
-    os.environ.update(kernel_env)
     start = time.monotonic()
     try:
-        with _kernel_sockets() as manager:
+        with _kernel_manager(kernel_env) as manager:
             pm.execute_notebook(str(notebook), str(executed), parameters=values,
                                 kernel_name="python3", progress_bar=progress, cwd=str(root),
                                 log_output=False, **manager)
@@ -269,12 +267,6 @@ def execute(notebook: Path, params: Params, folder: Path, *, key: str | None = N
         write_record(folder, {**read_record(folder), "status": "failed", "error": error})
         raise StepFailed(f"{error}\nexecuted notebook: {executed}\n"
                          + "".join(_strip_ansi(t) for t in e.traceback[-3:])) from None
-    finally:
-        for k, v in env_before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     record = {**read_record(folder), "status": "finished"}
     record["provenance"]["duration_s"] = round(time.monotonic() - start, 2)
     write_record(folder, record)
@@ -282,20 +274,23 @@ def execute(notebook: Path, params: Params, folder: Path, *, key: str | None = N
 
 
 @contextmanager
-def _kernel_sockets() -> Iterator[dict[str, Any]]:
-    """Papermill's kernel over Unix sockets in a private temporary folder (no open ports, no
-    warning about unencrypted TCP); the default TCP transport where there are none (Windows)."""
-    if os.name == "nt":
-        yield {}
-        return
+def _kernel_manager(env: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """Papermill's kernel started with ``env`` (never through ``os.environ``, so that steps
+    run side by side cannot swap run folders), over Unix sockets in a private temporary folder
+    (no open ports, no warning about unencrypted TCP) where there are any (not on Windows)."""
     from jupyter_client.manager import KernelManager
 
     with tempfile.TemporaryDirectory(prefix="vidrepro-ipc-") as sockets:
-        class _SocketKernelManager(KernelManager):
+        class _Manager(KernelManager):
             def __init__(self, **kwargs: Any) -> None:
-                super().__init__(transport="ipc", ip=os.path.join(sockets, "kernel"), **kwargs)
+                if os.name != "nt":
+                    kwargs.update(transport="ipc", ip=os.path.join(sockets, "kernel"))
+                super().__init__(**kwargs)
 
-        yield {"kernel_manager_class": _SocketKernelManager}
+            async def _async_pre_start_kernel(self, **kw: Any) -> Any:
+                return await super()._async_pre_start_kernel(**{**kw, "env": dict(env)})
+
+        yield {"kernel_manager_class": _Manager}
 
 
 def _relative(path: Path, root: Path) -> str:

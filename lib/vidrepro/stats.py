@@ -26,6 +26,7 @@ SEED = 0
 _CHUNK = 500
 
 HOLDS, REVERSED, UNRESOLVED, BY_CONSTRUCTION = "holds", "reversed", "unresolved", "by construction"
+NOT_TESTABLE = "not testable at this scale"
 
 
 @dataclass(frozen=True)

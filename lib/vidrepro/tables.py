@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
 from . import params as P
-from . import notebooks, runs, stats
+from . import determinism, notebooks, runs, stats
 from .paths import data_path, data_root, project_root
 
 REF = re.compile(r"\$\{([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
@@ -79,6 +81,9 @@ class Finding(_Strict):
     pairs: list[tuple[str, str]]
     by_construction: str = Field("", description="why the outcome follows from how the rows "
                                                  "are built (then not counted as reproduced)")
+    not_testable: dict[Literal["tiny", "full"], str] = Field(
+        {}, description="per scale, why the rows cannot test the claim there (the difference "
+                        "is still reported, the verdict is 'not testable')")
 
 
 class TableSpec(_Strict):
@@ -237,36 +242,79 @@ def check_data(root: Path, table: str, scale: str) -> None:
             "layout and where to download it.")
 
 
+class StepLocks:
+    """One lock per step key, for rows run side by side: of two rows that share a step, one
+    runs it and the other waits, then reuses it."""
+
+    def __init__(self):
+        self._guard, self._locks = threading.Lock(), {}
+
+    def __call__(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+
 def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: bool = False,
             ran: set[str] | None = None, progress: bool = True, code: str | None = None,
-            seed: int | None = None, workdir: Path | None = None) -> dict[str, runs.RunResult]:
+            seed: int | None = None, workdir: Path | None = None,
+            locks: StepLocks | None = None) -> dict[str, runs.RunResult]:
     """Run a row's steps in order. ``ran`` collects the keys executed in this invocation, so
     that ``force`` reruns a step shared by several rows once, not once per row; ``code`` is the
     source version the whole table is keyed on; step folders live under ``workdir/runs``
-    (default: the project's)."""
+    (default: the project's); ``locks`` is shared by rows running at the same time."""
     ran = set() if ran is None else ran
     workdir = workdir or root
     code = code or runs.code_version(spec.paper)
+    locks = locks or StepLocks()
     done: dict[str, runs.RunResult] = {}
     tag = row.id if seed is None else f"{row.id} seed {seed}"
     for step in row.steps:
         nb, params, key, folder = _located(root, spec, step, scale, done, code, seed, workdir)
-        if (not force or key in ran) and runs.is_finished(folder, key):
-            done[step.id] = runs.RunResult(folder, runs.read_record(folder))
-            tqdm.write(f"[{tag}] {step.id}: reused {_shown(folder, root)}")
-            continue
-        tqdm.write(f"[{tag}] {step.id}: running {nb.relative_to(root)} -> {_shown(folder, root)}")
-        done[step.id] = runs.execute(nb, params, folder, key=key, root=root, progress=progress,
-                                     extra={"scale": scale})
-        ran.add(key)
+        with locks(key):
+            if (not force or key in ran) and runs.is_finished(folder, key):
+                done[step.id] = runs.RunResult(folder, runs.read_record(folder))
+                tqdm.write(f"[{tag}] {step.id}: reused {_shown(folder, root)}")
+                continue
+            tqdm.write(f"[{tag}] {step.id}: running {nb.relative_to(root)} -> "
+                       f"{_shown(folder, root)}")
+            done[step.id] = runs.execute(nb, params, folder, key=key, root=root,
+                                         progress=progress, extra={"scale": scale})
+            ran.add(key)
     return done
+
+
+def _interleaved(root: Path, spec: TableSpec, rows: list[RowSpec], scale: str, code: str,
+                 seeds: int, workdir: Path) -> list[tuple[int, RowSpec]]:
+    """(seed, row) in the order to start them: rows grouped by their first step (which has no
+    upstream, so its key is known now), taken from the groups in turn, so that side-by-side
+    workers begin with different first steps (several pretrainings at once) instead of
+    waiting on one shared step."""
+    groups: dict[str, list[tuple[int, RowSpec]]] = {}
+    for seed in range(seeds):
+        for row in rows:
+            *_, key, _ = _located(root, spec, row.steps[0], scale, {}, code,
+                                  seed if seeds > 1 else None, workdir)
+            groups.setdefault(key, []).append((seed, row))
+    queues = list(groups.values())
+    order = []
+    while any(queues):
+        order += [q.pop(0) for q in queues if q]
+    return order
+
+
+def default_jobs(scale: str) -> int:
+    """Rows run side by side: at tiny scale one per ``determinism.threads()`` cores (each
+    kernel pins its threads, so results do not depend on it); at full scale one (a GPU)."""
+    if scale != "tiny":
+        return 1
+    return max(1, min(4, (os.cpu_count() or 1) // determinism.threads()))
 
 
 def step_status(table: str, scale: str = "tiny", *, root: Path | None = None,
                 seeds: int = 1) -> pd.DataFrame:
     """Every step of every row without running anything: its status (finished, running,
-    failed, not run, or waiting for an earlier step), its folder and the outputs it logged
-    (e.g. the model a "your video" notebook takes)."""
+    failed, not run, or waiting for an earlier step), its folder, the outputs it logged (e.g.
+    the model a "your video" notebook takes) and its metrics."""
     root = (root or project_root()).resolve()
     spec = check_table(root, table, scale)
     code = runs.code_version(spec.paper)
@@ -277,7 +325,8 @@ def step_status(table: str, scale: str = "tiny", *, root: Path | None = None,
             for i, step in enumerate(row.steps):
                 entry = {"row": row.id, "seed": seed, "step": step.id, "notebook": step.notebook}
                 if len(done) < i:  # an earlier step is not finished
-                    records.append({**entry, "status": "waiting", "folder": "", "outputs": ""})
+                    records.append({**entry, "status": "waiting", "folder": "", "outputs": "",
+                                    "metrics": {}})
                     continue
                 *_, key, folder = _located(root, spec, step, scale, done, code,
                                            seed if seeds > 1 else None, root)
@@ -288,8 +337,10 @@ def step_status(table: str, scale: str = "tiny", *, root: Path | None = None,
                     done[step.id] = runs.RunResult(folder, record)
                 outputs = ", ".join(f"{k}: {_shown(folder / v, root)}"
                                     for k, v in record.get("outputs", {}).items())
+                finished = status == "finished"
                 records.append({**entry, "status": status, "folder": str(_shown(folder, root)),
-                                "outputs": outputs if status == "finished" else ""})
+                                "outputs": outputs if finished else "",
+                                "metrics": record.get("metrics", {}) if finished else {}})
     return pd.DataFrame.from_records(records)
 
 
@@ -299,12 +350,13 @@ def _shown(path: Path, root: Path) -> Path:
 
 def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, force: bool = False,
               rows: list[str] | None = None, progress: bool = True, seeds: int = 1,
-              workdir: Path | None = None) -> pd.DataFrame:
+              workdir: Path | None = None, jobs: int | None = None) -> pd.DataFrame:
     """Run what is missing for ``table`` and write ``results/`` (tiny) or ``results/full/``;
     with ``rows``, only return those rows (a partial table never replaces the published one).
     ``seeds`` > 1 runs every row with seeds 0..n-1 and reports means and standard deviations
     (in ``<table>_<n>seeds.*``). With ``workdir``, steps run in ``workdir/runs`` and nothing is
-    written to ``results/``."""
+    written to ``results/``. ``jobs`` rows run side by side (default :func:`default_jobs`);
+    the numbers do not depend on it."""
     root = (root or project_root()).resolve()
     if scale not in P.SCALES:
         raise P.ParamsError(f"scale {scale!r}: expected one of {', '.join(P.SCALES)}")
@@ -316,19 +368,27 @@ def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, forc
     if rows is not None and (missing := set(rows) - {r.id for r in chosen}):
         raise P.ParamsError(f"table {table}: no rows {sorted(missing)} (rows: "
                             f"{', '.join(r.id for r in spec.rows)})")
-    per_seed: list[dict] = []
-    ran, code = set(), runs.code_version(spec.paper)
-    jobs = [(seed, row) for seed in range(seeds) for row in chosen]
-    for seed, row in tqdm(jobs, desc=f"{table} ({scale})", unit="row", disable=not progress):
-        if seed == len(per_seed):
-            per_seed.append({})
-        per_seed[seed][row.id] = run_row(root, spec, row, scale, force=force, ran=ran,
-                                         progress=progress, code=code,
-                                         seed=seed if seeds > 1 else None, workdir=workdir)
+    per_seed: list[dict] = [{} for _ in range(seeds)]
+    ran, code, locks = set(), runs.code_version(spec.paper), StepLocks()
+    todo = _interleaved(root, spec, chosen, scale, code, seeds, workdir or root)
+    bar = tqdm(total=len(todo), desc=f"{table} ({scale})", unit="row", disable=not progress)
+    with ThreadPoolExecutor(jobs or default_jobs(scale)) as pool:
+        running = {pool.submit(run_row, root, spec, row, scale, force=force, ran=ran,
+                               progress=progress, code=code, seed=seed if seeds > 1 else None,
+                               workdir=workdir, locks=locks): (seed, row) for seed, row in todo}
+        try:
+            for future in as_completed(running):
+                seed, row = running[future]
+                per_seed[seed][row.id] = future.result()
+                bar.update()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the rows already running finish first
+            raise
+    bar.close()
     items = {row.id: row_items(per_seed, row) for row in chosen}
     frame = assemble(spec, per_seed, load_published(root, table), items)
     if rows is None and workdir is None:
-        write_results(frame, findings(spec, items), spec, results_name(table, seeds), scale,
+        write_results(frame, findings(spec, items, scale), spec, results_name(table, seeds), scale,
                       root, seeds)
     return frame
 
@@ -443,10 +503,12 @@ def _metric(results: dict[str, runs.RunResult], row: RowSpec, metric: str) -> fl
     return float(metrics[metric])
 
 
-def findings(spec: TableSpec, items: dict[str, list[pd.DataFrame] | None]) -> pd.DataFrame:
+def findings(spec: TableSpec, items: dict[str, list[pd.DataFrame] | None],
+             scale: str = "tiny") -> pd.DataFrame:
     """One record per finding pair: the difference A - B of the metric (scaled as the table),
     its paired-bootstrap 95% interval and verdict, and the finding's verdict (holds if every
-    pair holds, reversed if any pair is reversed, else unresolved; or by construction)."""
+    pair holds, reversed if any pair is reversed, else unresolved; or by construction, or not
+    testable at this scale)."""
     records = []
     for f in spec.findings:
         pairs = [(a, b) for a, b in f.pairs if a in items and b in items]
@@ -461,11 +523,14 @@ def findings(spec: TableSpec, items: dict[str, list[pd.DataFrame] | None]) -> pd
                           "difference": _round(diff.mean), "lo": _round(diff.lo),
                           "hi": _round(diff.hi), "pair_verdict": stats.verdict(diff)})
         verdicts = {r["pair_verdict"] for r in found}
-        overall = (stats.BY_CONSTRUCTION if f.by_construction else
+        untestable = f.not_testable.get(scale, "")
+        overall = (stats.NOT_TESTABLE if untestable else
+                   stats.BY_CONSTRUCTION if f.by_construction else
                    stats.HOLDS if verdicts == {stats.HOLDS} else
                    stats.REVERSED if stats.REVERSED in verdicts else stats.UNRESOLVED)
         for r in found:
-            records.append({**r, "verdict": overall, "reason": f.by_construction})
+            records.append({**r, "verdict": overall,
+                            "reason": untestable or f.by_construction})
     return pd.DataFrame.from_records(
         records, columns=["claim", "metric", "a", "b", "difference", "lo", "hi", "pair_verdict",
                           "verdict", "reason"])
@@ -541,8 +606,8 @@ def finding_lines(found: pd.DataFrame) -> list[str]:
     for claim, group in found.groupby("claim", sort=False):
         first = group.iloc[0]
         verdict = first["verdict"]
-        if verdict == stats.BY_CONSTRUCTION:
-            verdict = f"by construction: {first['reason']}"
+        if verdict in (stats.BY_CONSTRUCTION, stats.NOT_TESTABLE):
+            verdict = f"{verdict}: {first['reason']}"
         pairs = "; ".join(_pair_text(r, len(group) > 1) for _, r in group.iterrows())
         out.append(f"{claim}: **{verdict}** ({pairs})")
     return out

@@ -1,5 +1,7 @@
-"""Making a :class:`VideoBlip2`: tiny ones from the JSON configs beside this file, full ones from
-pretrained checkpoints (a hub id such as ``Salesforce/blip2-flan-t5-xl`` or a local folder).
+"""Making a :class:`VideoBlip2`: tiny ones from the JSON configs beside this file (which set the
+ViT's ``initializer_range``: transformers' 1e-10 assumes pretrained weights will be loaded over
+it), full ones from pretrained checkpoints (a hub id such as ``Salesforce/blip2-flan-t5-xl`` or
+a local folder).
 
 Both paths end in the same object; a saved tiny model loads back through the pretrained path,
 which is how the tests exercise ``from_pretrained`` without a network.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from peft.tuners.lora import LoraLayer
 from transformers import AutoTokenizer, Blip2Config, Blip2ForConditionalGeneration
 
@@ -46,7 +49,13 @@ def from_config(name: str, tokenizer) -> VideoBlip2:
     """A randomly initialised tiny model for ``tokenizer`` (a word-level one at tiny scale)."""
     config, prompt = tiny_config(name, len(tokenizer), tokenizer.pad_token_id,
                                  tokenizer.eos_token_id)
-    return VideoBlip2(Blip2ForConditionalGeneration(config), tokenizer, prompt)
+    blip2 = Blip2ForConditionalGeneration(config)
+    # transformers starts the queries at zero, where the Q-Former's first layer norm has an
+    # infinite gradient (clipped to a step of nothing); BLIP-2 (LAVIS) draws them from
+    # N(0, initializer_range).
+    with torch.no_grad():
+        blip2.query_tokens.normal_(0.0, config.qformer_config.initializer_range)
+    return VideoBlip2(blip2, tokenizer, prompt)
 
 
 def from_pretrained(name_or_path: str, prompt: str | None = None, **kwargs) -> VideoBlip2:

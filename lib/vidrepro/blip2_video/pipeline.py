@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..data.synthetic.datasets import locate
+from ..data.synthetic.datasets import SIZES, caption_scripts, locate, read_text
+from ..data.synthetic.language import event_kinds
 from ..metrics.captions import score_captions
 from ..training import History, LoopConfig
 from ..video import sample_frames
 from . import build, trainable
-from .data import ImageCaptions, VideoCaptions, to_tensor, transform
+from .data import ImageCaptions, VideoCaptions, to_tensor, transform, uniform_indices
 from .model import VideoBlip2
-from .params import Data, Optim
+from .params import Data, Optim, PretrainParams
 from .train import build_tokenizer, caption_videos
 
 HISTORY = "history.json"
@@ -35,6 +37,67 @@ def videos(p: Data, split: str, num_frames: int, train: bool, augment: bool = Fa
 def images(p: Data) -> ImageCaptions:
     root = locate("images", p.images_root, p.data_seed, p.data_size)
     return ImageCaptions(root / "annotations" / "cap_train.json", root / "images", p.image_size)
+
+
+def text_corpus(p: PretrainParams) -> list[str]:
+    """The language model's pretraining sentences (``corpus.txt`` under the text root)."""
+    return read_text(locate("text", p.text_root, p.data_seed, p.data_size))
+
+
+def events_in_frames(p: Data, split: str, num_frames: int) -> float | None:
+    """Fraction of the split's events that a uniformly sampled frame shows happening (from the
+    synthetic scripts; None for real data, which has no script): how much ``num_frames``
+    frames can see at all, before any training."""
+    if p.captions_root:
+        return None
+    size = SIZES[p.data_size]
+    caught = total = 0
+    for s, _, scene, _ in caption_scripts(p.data_seed, size):
+        if s != split:
+            continue
+        times = uniform_indices(int(round(scene.duration * size.fps)), num_frames) / size.fps
+        for e in scene.events:
+            total += 1
+            caught += bool(((times > e.start) & (times < e.end)).any())
+    return caught / max(total, 1)
+
+
+def events_named(p: Data, captions: dict, refs: dict) -> float | None:
+    """On synthetic data, how well generated captions name the clip's events: per clip the F1
+    of the event kinds named (``language.event_kinds``, a multiset, order ignored) against
+    those of its first reference, averaged over clips. None for real data."""
+    if p.captions_root:
+        return None
+    scores = []
+    for i, (caption, *_) in captions.items():
+        said, truth = Counter(event_kinds(caption)), Counter(event_kinds(refs[i][0]))
+        both = sum((said & truth).values())
+        scores.append(2 * both / max(sum(said.values()) + sum(truth.values()), 1))
+    return float(np.mean(scores)) if scores else None
+
+
+@torch.no_grad()
+def caption_loss(model: VideoBlip2, clips: VideoCaptions, max_clips: int | None = None,
+                 batch_size: int = 16) -> float:
+    """Mean cross-entropy per reference token over every (clip, reference) pair of the first
+    ``max_clips`` clips, frames sampled uniformly, dropout off (the model's mode is restored);
+    exp of it is the captions' perplexity under the model."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total = tokens = 0.0
+    chosen = clips.ids[:max_clips]
+    for start in range(0, len(chosen), batch_size):
+        ids = chosen[start:start + batch_size]
+        frames = torch.stack([clips.clip(i, train=False) for i in ids]).to(device)
+        refs = [clips.refs[i] for i in ids]
+        prefix = model.visual_prefix(frames).repeat_interleave(
+            torch.tensor([len(r) for r in refs], device=device), 0)
+        targets = model.encode_targets([c for r in refs for c in r], device)
+        total -= model.token_logprobs(prefix, targets).sum().item()
+        tokens += (targets != model.tokenizer.pad_token_id).sum().item()
+    model.train(was_training)
+    return total / tokens
 
 
 def loop(p: Optim) -> LoopConfig:

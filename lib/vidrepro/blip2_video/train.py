@@ -1,18 +1,23 @@
 """The video BLIP-2's training stages, each a call the notebooks (or a cluster script) make.
 
 Tiny scale has no pretrained FLAN-T5, EVA ViT or Q-Former, so ``01_pretrain`` makes small
-stand-ins the way BLIP-2's own components came about: the language model learns the captions'
-language from text alone, then the ViT and Q-Former learn to talk to the frozen LM on single
-images with static captions (BLIP-2's image-text stage). The video stages then follow the paper:
-cross-entropy finetuning on videos with the chosen parts trainable, and SCST from there.
+stand-ins the way BLIP-2's own parts came about: the language model learns the language from a
+text corpus that holds none of the video captions' sentences; the ViT learns on its own,
+contrastively, from an image corpus many times the video set; then the Q-Former learns to talk
+to both, frozen, on single images (BLIP-2's image-text stage). The video stages then follow the
+paper: cross-entropy finetuning on videos with the chosen parts trainable, and SCST from there.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import math
+
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from .. import launch
 from ..metrics.cider import CiderD
@@ -65,11 +70,58 @@ def pretrain_text(model: VideoBlip2, texts: list[str], cfg: LoopConfig, batch_si
     return train(model, loss_fn, batch, cfg, checkpoint, desc="LM on text")
 
 
+class ImageText(nn.Module):
+    """The ViT with a small text tower (mean of word embeddings, then an MLP) and both
+    projected into one space: CLIP's objective, standing in for the EVA-CLIP that BLIP-2
+    starts from. Only the ViT is kept afterwards."""
+
+    def __init__(self, model: VideoBlip2, dim: int = 64):
+        super().__init__()
+        self.vit, self.tokenizer = model.blip2.vision_model, model.tokenizer
+        width = model.blip2.config.vision_config.hidden_size
+        self.words = nn.EmbeddingBag(len(self.tokenizer), width, mode="mean",
+                                     padding_idx=self.tokenizer.pad_token_id)
+        self.text_proj = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, dim))
+        self.image_proj = nn.Linear(width, dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def forward(self, frames: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        """frames (B, 1, 3, S, S), B captions -> the symmetric InfoNCE loss."""
+        pooled = self.vit(pixel_values=frames.flatten(0, 1)).pooler_output  # (B, D)
+        ids = self.tokenizer(captions, padding=True, return_tensors="pt").input_ids
+        image = F.normalize(self.image_proj(pooled), dim=-1)
+        text = F.normalize(self.text_proj(self.words(ids.to(frames.device))), dim=-1)
+        logits = self.logit_scale.exp().clamp(max=100) * image @ text.T  # (B, B)
+        labels = torch.arange(len(captions), device=frames.device)
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def pretrain_vision(model: VideoBlip2, images: ImageCaptions, cfg: LoopConfig, batch_size: int,
+                    seed: int = 0, checkpoint: Path | None = None) -> History:
+    """The ViT alone, image-text contrastive on the image corpus (BLIP-2's frozen image
+    encoder was pretrained on its own, on far more images than any video set)."""
+    for p in model.parameters():
+        p.requires_grad = False
+    tower = ImageText(model)
+    for p in tower.vit.parameters():
+        p.requires_grad = True
+
+    def loss_fn(m, b):
+        frames, captions = b
+        core = getattr(m, "module", m)
+        return m(frames.to(next(core.parameters()).device), captions), {}
+
+    return train(tower, loss_fn, lambda s, r, w: _sample(images, batch_size, step_rng(seed, s, r)),
+                 cfg, checkpoint, desc="ViT (contrastive)")
+
+
 def pretrain_image_text(model: VideoBlip2, images: ImageCaptions, cfg: LoopConfig,
                         batch_size: int, seed: int = 0, checkpoint: Path | None = None) -> History:
-    """ViT, Q-Former and projection on single images, LM frozen (BLIP-2's second stage)."""
+    """Q-Former and projection on single images with the ViT and the LM frozen (BLIP-2's
+    image-text stage); the ViT's last layer norm trains, as LAVIS's ``ln_vision`` does."""
     for name, p in model.named_parameters():
-        p.requires_grad = not name.startswith("blip2.language_model.")
+        p.requires_grad = not name.startswith(("blip2.language_model.", "blip2.vision_model.")) \
+            or name.startswith("blip2.vision_model.post_layernorm.")
     return train(model, _xe_step(model), lambda s, r, w: _sample(images, batch_size,
                                                                   step_rng(seed, s, r)),
                  cfg, checkpoint, desc="image-text")

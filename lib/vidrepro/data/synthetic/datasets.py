@@ -10,6 +10,8 @@ captions      ``videos/*.mp4``, ``annotations/cap_{split}``  MSR-VTT / MSVD (LAV
               ``.json``, ``annotations/{split}_gt.json``
 images        ``images/*.jpg``, ``annotations/cap_train``   image-text pretraining pairs
               ``.json`` (LAVIS, ``image`` key)
+text          ``corpus.txt`` (one sentence a line),          the language model's text
+              ``overlap.json``                               (none of the captions' sentences)
 pretrain      ``<video_id>.mp4``, ``segments.jsonl``         YT-Temporal (MERLOT)
 stories       ``images/{split}/*.jpg``,                      VIST / SIND (as downloaded)
               ``sis/{split}.story-in-sequence.json``
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from ...paths import data_path, data_root
@@ -44,7 +47,7 @@ from ..formats import activitynet, changeit, lavis, merlot, videoqa, vist
 from . import audio, features, language, render, scenes, states
 from .world import COLOURS, SHAPES, Event, Scene
 
-KINDS = ("captions", "images", "pretrain", "stories", "dense", "states", "qa")
+KINDS = ("captions", "images", "text", "pretrain", "stories", "dense", "states", "qa")
 SPLITS = ("train", "val", "test")
 
 
@@ -55,6 +58,7 @@ class Size:
     clips: tuple[int, int, int]  # train, val, test (captions)
     refs: int  # references per captioning clip
     images: int
+    sentences: int  # language-model corpus
     pretrain_videos: int
     segments: int  # per pretraining video
     stories: tuple[int, int, int]
@@ -65,14 +69,17 @@ class Size:
 
 
 SIZES = {
-    "tiny": Size(frame=64, fps=8, clips=(160, 24, 40), refs=10, images=300, pretrain_videos=1000,
+    "tiny": Size(frame=64, fps=8, clips=(160, 40, 100), refs=10, images=3000, sentences=20000,
+                 pretrain_videos=1000,
                  segments=8, stories=(120, 40, 200), dense=(60, 100), state_videos=(24, 64),
                  state_categories=4, qa=(90, 20, 350)),
-    "small": Size(frame=96, fps=8, clips=(1200, 100, 300), refs=20, images=3000,
+    "small": Size(frame=96, fps=8, clips=(1200, 100, 300), refs=20, images=20000,
+                  sentences=100000,
                   pretrain_videos=800, segments=8, stories=(1000, 200, 200), dense=(400, 100),
                   state_videos=(120, 15), state_categories=6, qa=(800, 100, 200)),
 }
-CLIP_SECONDS = 3.0
+CLIP_SECONDS = 10.0  # captioning clips: 3-4 events, so that 4 frames miss some
+CLIP_EVENTS = (3, 4)
 SEGMENT_SECONDS = 2.0
 DENSE_FPS, DENSE_STACK = 4, 4  # one I3D-style feature row per second
 I3D_DIR, VGGISH_DIR = activitynet.I3D_DIR, activitynet.VGGISH_DIR
@@ -92,20 +99,29 @@ def _write_clip(path: Path, scene: Scene, size: Size, seed: int, fps: int | None
     return frames, wave
 
 
+def caption_scripts(seed: int, size: Size):
+    """(split, index, scene, references) of every captioning clip, from the scripts alone
+    (nothing rendered): what the captions kind writes, and what the text kind keeps out."""
+    for s, (split, count) in enumerate(zip(SPLITS, size.clips)):
+        for i in range(count):
+            rng = _rng(seed, 0, s, i)
+            scene = scenes.video_clip(rng, CLIP_SECONDS, CLIP_EVENTS)
+            yield split, i, scene, language.references(scene, rng, size.refs)
+
+
 def build_captions(out: Path, seed: int, size: Size) -> None:
     (out / "videos").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(exist_ok=True)
-    n = 0
-    for s, (split, count) in enumerate(zip(SPLITS, size.clips)):
-        entries, refs = [], {}
-        for i in tqdm(range(count), desc=f"captions/{split}", leave=False):
-            rng = _rng(seed, 0, s, i)
-            scene = scenes.caption_clip(rng, CLIP_SECONDS)
-            vid = f"video{n}"
-            n += 1
-            _write_clip(out / "videos" / f"{vid}.mp4", scene, size, seed + n)
-            refs[vid] = language.references(scene, rng, size.refs)
-            entries += [lavis.CaptionEntry(f"{vid}.mp4", c, vid) for c in refs[vid]]
+    by_split: dict[str, tuple[list, dict]] = {split: ([], {}) for split in SPLITS}
+    total = sum(size.clips)
+    for n, (split, i, scene, refs) in enumerate(tqdm(caption_scripts(seed, size), total=total,
+                                                     desc="captions", leave=False), 1):
+        vid = f"video{n - 1}"
+        _write_clip(out / "videos" / f"{vid}.mp4", scene, size, seed + n)
+        entries, all_refs = by_split[split]
+        all_refs[vid] = refs
+        entries += [lavis.CaptionEntry(f"{vid}.mp4", c, vid) for c in refs]
+    for split, (entries, refs) in by_split.items():
         lavis.write_captions(out / "annotations" / f"cap_{split}.json", entries)
         if split != "train":
             lavis.write_coco_gt(out / "annotations" / f"{split}_gt.json", refs)
@@ -117,12 +133,58 @@ def build_images(out: Path, seed: int, size: Size) -> None:
     frames, entries = {}, []
     for i in tqdm(range(size.images), desc="images", leave=False):
         rng = _rng(seed, 1, i)
-        scene = scenes.still_scene(rng)
-        frames[f"img{i}"] = render.render_still(scene, 0.0, size.frame, seed + i)
-        entries += [lavis.CaptionEntry(f"img{i}.jpg", language.static_description(scene, rng),
+        scene, t = scenes.image_scene(rng)
+        frames[f"img{i}"] = render.render_still(scene, t, size.frame, seed + i)
+        entries += [lavis.CaptionEntry(f"img{i}.jpg", language.image_description(scene, rng),
                                        f"img{i}") for _ in range(2)]
     vist.write_images(out / "images", frames)
     lavis.write_captions(out / "annotations" / "cap_train.json", entries, key="image")
+
+
+TEXT_FILE, OVERLAP_FILE = "corpus.txt", "overlap.json"
+
+
+def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def build_text(out: Path, seed: int, size: Size) -> None:
+    """The language model's pretraining text: the captions' grammar told of other scenes
+    (1-4 events, sounds included, and photo captions), never one of the captioning clips'
+    reference sentences. ``overlap.json`` says how much is shared: sentences (0, by
+    construction: they are removed) and the fraction of the references' 4-grams that occur in
+    the corpus (the grammar is the same, so most do)."""
+    videos = {c for *_, refs in caption_scripts(seed, size) for c in refs}
+    sentences, removed = [], 0
+    for i in tqdm(range(size.sentences), desc="text", leave=False):
+        rng = _rng(seed, 7, i)
+        if rng.random() < 0.3:
+            scene, _ = scenes.image_scene(rng)
+            text = language.image_description(scene, rng)
+        else:
+            scene = scenes.caption_clip(rng, 10.0, max_events=4, sound_prob=0.15)
+            text = language.describe(scene, rng)
+        if text in videos:
+            removed += 1
+            continue
+        sentences.append(text)
+    corpus = set().union(*(_ngrams(t.split(), 4) for t in sentences))
+    ref_grams = set().union(*(_ngrams(t.split(), 4) for t in videos))
+    (out / TEXT_FILE).write_text("\n".join(sentences) + "\n")
+    (out / OVERLAP_FILE).write_text(json.dumps({
+        "sentences": len(sentences), "caption_sentences": len(videos),
+        "caption_sentences_in_corpus": len(videos & set(sentences)),
+        "removed_as_caption_sentences": removed,
+        "caption_4grams_in_corpus": round(len(ref_grams & corpus) / max(len(ref_grams), 1), 4),
+    }, indent=1))
+
+
+def read_text(root: str | Path) -> list[str]:
+    """The sentences of a text corpus folder (``corpus.txt``: one a line; blank lines skipped)."""
+    path = Path(root) / TEXT_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no text corpus (one sentence a line)")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
 def build_pretrain(out: Path, seed: int, size: Size) -> None:
@@ -329,7 +391,8 @@ def build_qa(out: Path, seed: int, size: Size) -> None:
         videoqa.write_qa(videoqa.annotation_path(out, split), items)
 
 
-BUILDERS = {"captions": build_captions, "images": build_images, "pretrain": build_pretrain,
+BUILDERS = {"captions": build_captions, "images": build_images, "text": build_text,
+            "pretrain": build_pretrain,
             "stories": build_stories, "dense": build_dense, "states": build_states,
             "qa": build_qa}
 
@@ -372,14 +435,17 @@ def default_location(kind: str, seed: int = 0, size: str = "tiny") -> Path:
 
 
 def ensure(kind: str, seed: int = 0, size: str = "tiny", out: str | Path | None = None) -> Path:
-    """The dataset, generated first if it is missing or was interrupted: what notebooks call."""
+    """The dataset, generated first if it is missing or was interrupted: what notebooks call.
+    A lock file beside the folder makes processes that ask at once generate it once."""
     out = Path(out) if out is not None else default_location(kind, seed, size)
     marker = out / MARKER
-    if marker.exists() and json.loads(marker.read_text()) == _stamp(kind, seed, size):
-        return out
-    if out.exists():
-        shutil.rmtree(out)
-    return build(kind, out, seed, size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(out.parent / f".{out.name}.lock"):
+        if marker.exists() and json.loads(marker.read_text()) == _stamp(kind, seed, size):
+            return out
+        if out.exists():
+            shutil.rmtree(out)
+        return build(kind, out, seed, size)
 
 
 def locate(kind: str, given: str = "", seed: int = 0, size: str = "tiny") -> Path:

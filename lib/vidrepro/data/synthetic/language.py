@@ -7,9 +7,11 @@ more than one frame. The vocabulary stays around two hundred words: tiny models 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
-from .world import Event, Obj, Scene
+from .world import COLOURS, Event, Obj, Scene
 
 SHAPE_WORDS = {
     "circle": ("circle", "ball", "disc", "round shape"),
@@ -116,6 +118,49 @@ def static_description(scene: Scene, rng: np.random.Generator) -> str:
     nps = [noun_phrase(o, rng) for o in scene.objects]
     things = nps[0] if len(nps) == 1 else ", ".join(nps[:-1]) + " and " + nps[-1]
     return f"{things} on {BACKGROUND_WORDS[scene.background]} background"
+
+
+def _where(x: float, y: float) -> str:
+    row = "top" if y < 0.38 else "bottom" if y > 0.62 else ""
+    col = "left" if x < 0.38 else "right" if x > 0.62 else ""
+    return f"at the {row} {col}".replace("  ", " ") if row and col else \
+        f"at the {row or col}" if row or col else "in the middle"
+
+
+def image_description(scene: Scene, rng: np.random.Generator) -> str:
+    """A photo's caption (the image corpus): each object's size, colour, shape, whether it is
+    in two pieces and where it is, then the background."""
+    split = {e.obj for e in scene.events if e.kind == "split"}
+    nps = []
+    for i, o in enumerate(scene.objects):
+        size = "small" if o.size < 0.1 else "big" if o.size > 0.15 else ""
+        text = noun_phrase(o, rng).replace("a ", f"a {size} " if size else "a ", 1)
+        nps.append(f"{text}{' in two pieces' if i in split else ''} {_where(o.x, o.y)}")
+    things = " and ".join(nps)
+    return f"{things} on {BACKGROUND_WORDS[scene.background]} background"
+
+
+def _event_patterns() -> list[tuple[re.Pattern, str]]:
+    colours = "|".join(COLOURS)
+    phrases = [(ph.replace("{colour}", f"(?:{colours})"), kind)
+               for kind, options in EVENT_PHRASES.items() for ph in options]
+    phrases.sort(key=lambda pk: -len(pk[0]))  # "bounces up and down" before "bounces"
+    return [(re.compile(rf"\b{ph}\b"), kind) for ph, kind in phrases]
+
+
+_PATTERNS = _event_patterns()
+
+
+def event_kinds(text: str) -> list[str]:
+    """The event kinds a caption of this grammar names, in order (moves by direction): what
+    a generated caption can be checked against, event by event."""
+    found, taken = [], [False] * len(text)
+    for pattern, kind in _PATTERNS:
+        for m in pattern.finditer(text):
+            if not any(taken[m.start():m.end()]):
+                taken[m.start():m.end()] = [True] * (m.end() - m.start())
+                found.append((m.start(), kind))
+    return [kind for _, kind in sorted(found)]
 
 
 def narration(text: str, rng: np.random.Generator, noise: float) -> str:

@@ -9,7 +9,7 @@ learn: order is predictable from content, not only from position.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -67,6 +67,19 @@ def random_object(rng: np.random.Generator, shape: str | None = None) -> Obj:
                float(rng.uniform(0.08, 0.13)))
 
 
+def image_scene(rng: np.random.Generator) -> tuple[Scene, float]:
+    """A photo of the world for the image corpus: 1-2 objects at any size and place, some
+    split in two; returns the scene and the time to render it at (after every split)."""
+    objects, events = [], []
+    for i in range(1 + (rng.random() < 0.4)):
+        objects.append(replace(random_object(rng), x=float(rng.uniform(0.15, 0.85)),
+                               y=float(rng.uniform(0.15, 0.85)),
+                               size=float(rng.uniform(0.05, 0.2))))
+        if rng.random() < 0.2:
+            events.append(Event("split", 0.0, 0.5, i))
+    return Scene(1.0, _pick(rng, list(BACKGROUNDS)), tuple(objects), tuple(events)), 1.0
+
+
 def still_scene(rng: np.random.Generator) -> Scene:
     """One or two objects standing still: an image with a static caption."""
     objects = tuple(random_object(rng) for _ in range(1 + (rng.random() < 0.4)))
@@ -105,13 +118,14 @@ def slots(duration: float, n: int, rng: np.random.Generator, fill: float = 0.75)
 
 
 def caption_clip(rng: np.random.Generator, duration: float = 3.0, max_events: int = 2,
-                 sound_prob: float = 0.15) -> Scene:
-    """1-2 objects, 1..max_events events one after another, sometimes a sound instead of one."""
+                 sound_prob: float = 0.15, min_events: int = 1) -> Scene:
+    """1-2 objects, min_events..max_events events one after another, sometimes a sound instead
+    of one (``sound_prob=0``: every event is seen)."""
     objects = [random_object(rng) for _ in range(1 + (rng.random() < 0.3))]
     trackers = [_Tracker(o, o.x, o.y, o.colour) for o in objects]
     events: list[Event] = []
     kinds = ["move", "grow", "shrink", "change_colour", "split", "appear", "disappear", "bounce"]
-    for start, end in slots(duration, int(rng.integers(1, max_events + 1)), rng):
+    for start, end in slots(duration, int(rng.integers(min_events, max_events + 1)), rng):
         if rng.random() < sound_prob:
             events.append(Event("sound", start, end, None, _pick(rng, list(SOUNDS))))
             continue
@@ -125,6 +139,26 @@ def caption_clip(rng: np.random.Generator, duration: float = 3.0, max_events: in
 
 
 TERMINAL = ("split", "disappear")
+
+
+def video_clip(rng: np.random.Generator, duration: float, events: tuple[int, int] = (3, 4)
+               ) -> Scene:
+    """A captioning video: 1-2 objects and events[0]..events[1] events one after another, all
+    of them seen (no sounds): an object appears only first and splits or disappears only
+    last, so that every slot has something to show."""
+    objects = [random_object(rng) for _ in range(1 + (rng.random() < 0.3))]
+    trackers = [_Tracker(o, o.x, o.y, o.colour) for o in objects]
+    n = int(rng.integers(events[0], events[1] + 1))
+    out: list[Event] = []
+    for k, (start, end) in enumerate(slots(duration, n, rng)):
+        kinds = ["move", "grow", "shrink", "change_colour", "bounce"]
+        kinds += ["appear"] * (k == 0) + list(TERMINAL) * (k == n - 1)
+        for _ in range(20):
+            i = int(rng.integers(len(objects)))
+            if (event := _event(rng, trackers[i], _pick(rng, kinds), start, end, i)) is not None:
+                out.append(event)
+                break
+    return Scene(duration, _pick(rng, list(BACKGROUNDS)), tuple(objects), tuple(out))
 
 
 def script_chain(rng: np.random.Generator, length: int, opening: bool = True) -> list[str]:
