@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 from machine import describe  # noqa: E402  (bench/machine.py)
-from vidrepro.object_states.constraint import (
+from vidrepro.metrics.constraint import (
     best_state_change,
     brute_force_state_change,
 )

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from vidrepro.object_states.constraint import (
+from vidrepro.metrics.constraint import (
     best_pair,
     best_state_change,
     brute_force_pair,

@@ -365,7 +365,7 @@ def test_scores_are_per_video_means_with_garbage_units(monkeypatch: pytest.Monke
     """
     monkeypatch.setattr(densevid, "tokenize", lambda caps: {k: list(v) for k, v in caps.items()})
     monkeypatch.setattr(densevid, "Meteor", _FakeMeteor)
-    monkeypatch.setattr(densevid, "_close", lambda m: setattr(m, "closed", True))
+    monkeypatch.setattr(densevid, "close_meteor", lambda m: setattr(m, "closed", True))
     monkeypatch.setattr(_FakeMeteor, "instances", [])
     scores = evaluate_dense_captions(REFS_MIX, PREDS_MIX)
 

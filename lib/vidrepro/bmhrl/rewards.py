@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from pycocoevalcap.meteor.meteor import Meteor
 from torch import Tensor
 
-from ..metrics.captions import _close, _require_java
+from ..metrics.captions import close_meteor, require_java
 from ..metrics.cider import CiderD
 from .data import END_ID, PAD_ID, SPECIALS, Vocab
 
@@ -116,7 +116,7 @@ class MeteorScorer:
     chunk = 128  # SCORE lines written before their replies are read
 
     def __init__(self) -> None:
-        _require_java()
+        require_java()
         self.meteor = Meteor()
         self._closed = False
 
@@ -155,7 +155,7 @@ class MeteorScorer:
         """Stop the Java process (pycocoevalcap only does it on garbage collection)."""
         if not self._closed:
             self._closed = True
-            _close(self.meteor)
+            close_meteor(self.meteor)
 
     def __enter__(self) -> Self:
         return self

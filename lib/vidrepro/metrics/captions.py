@@ -75,7 +75,7 @@ def score_captions(
     if unknown:
         raise ValueError(f"unknown caption metrics {unknown} (known: {', '.join(METRICS)})")
     _check_inputs(gts, res)
-    _require_java()
+    require_java()
     both = {("gts", k): v for k, v in gts.items()} | {("res", k): v for k, v in res.items()}
     tokens = tokenize(both)
     gts_tok = {k: tokens[("gts", k)] for k in gts}
@@ -92,7 +92,7 @@ def score_captions(
         try:
             corpus["METEOR"], per_item["METEOR"] = meteor.compute_score(gts_tok, res_tok)
         finally:
-            _close(meteor)
+            close_meteor(meteor)
     if "ROUGE_L" in metrics:
         corpus["ROUGE_L"], per_item["ROUGE_L"] = Rouge().compute_score(gts_tok, res_tok)
     if "CIDEr" in metrics:
@@ -112,7 +112,7 @@ def tokenize(
     PTBTokenizer's own ``{"caption": text}`` form; returns ``{id: [tokens joined
     by spaces, ...]}``. One Java run for the whole dict.
     """
-    _require_java()
+    require_java()
     payload: dict[Hashable, list[dict[str, str]]] = {}
     for key, caps in captions.items():
         texts = [c["caption"] if isinstance(c, Mapping) else c for c in caps]
@@ -150,7 +150,8 @@ def _check_inputs(
         raise ValueError(f"empty reference list for ids {no_ref[:20]}")
 
 
-def _require_java() -> None:
+def require_java() -> None:
+    """Raise :class:`JavaNotFoundError` with how to install Java when none is on PATH."""
     if shutil.which("java") is None:
         raise JavaNotFoundError(
             "METEOR and the PTB tokenizer need a Java runtime (Java 8 or newer) and no "
@@ -159,7 +160,7 @@ def _require_java() -> None:
         )
 
 
-def _close(meteor: Meteor) -> None:
+def close_meteor(meteor: Meteor) -> None:
     """Stop METEOR's Java process now; pycocoevalcap only does it in ``__del__``."""
     with meteor.lock:
         proc = meteor.meteor_p

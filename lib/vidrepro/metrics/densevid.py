@@ -95,7 +95,7 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 
-from vidrepro.metrics.captions import METRICS, _close, tokenize
+from vidrepro.metrics.captions import METRICS, close_meteor, tokenize
 
 TIOUS = (0.3, 0.5, 0.7, 0.9)
 DETECTION_METRICS = ("Recall", "Precision")
@@ -529,7 +529,7 @@ def meteor_process() -> Iterator[Meteor]:
     try:
         yield meteor
     finally:
-        _close(meteor)
+        close_meteor(meteor)
 
 
 def _zeros() -> dict[str, float]:

@@ -12,7 +12,7 @@ the annotation gives one label per second (``changeit.BACKGROUND``, ``INITIAL_ST
   p_init[s1]·p_action[a]·p_end[s2] (no distance limit unless ``max_distance`` is given);
   0.5·[ann[s1] == 1] + 0.5·[ann[s2] == 3], and [ann[a] == 2].
 
-The argmaxes are ``object_states.constraint.best_pair`` / ``best_state_change``: exact, in log
+The argmaxes are ``metrics.constraint.best_pair`` / ``best_state_change``: exact, in log
 space, lexicographically smallest indices on ties. They run in float64 on the CPU whatever the
 inputs are (numpy or torch, any float dtype, any device): evaluation is cheap, float32 values are
 exact in float64, and the result then depends only on the probability values, not on their
@@ -56,7 +56,7 @@ import torch
 from torch import Tensor
 
 from vidrepro.data.formats.changeit import ACTION, BACKGROUND, END_STATE, INITIAL_STATE
-from vidrepro.object_states.constraint import best_pair, best_state_change
+from vidrepro.metrics.constraint import best_pair, best_state_change
 
 __all__ = [
     "DEFAULT_TOLERANCE",

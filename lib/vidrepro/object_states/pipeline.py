@@ -31,7 +31,7 @@ from ..metrics import states as metrics
 from ..metrics.states import StateScores, VideoPrediction
 from ..paths import data_path
 from ..training import History, distributed
-from .constraint import best_state_change
+from ..metrics.constraint import best_state_change
 from .data import ChangeItData, TestVideo, decode, normalize
 from .model import META_FILE, ClipClassifier, tiny_names
 from .params import Data, EvalParams

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from vidrepro.data.formats.changeit import noise_weight
 
-from .constraint import best_state_change
+from ..metrics.constraint import best_state_change
 from .model import ClipClassifier, category_probs
 
 KAPPA = 60  # distance of the extra action-background frames from the action
