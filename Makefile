@@ -1,7 +1,7 @@
 # vidrepro: every target creates the environment first if it is missing.
 #   make reproduce [TABLE=blip2_ablation] [SCALE=tiny|full] [SEEDS=1]   regenerate a table
 #   make verify [TABLE=...] [SEEDS=1]                          rerun from nothing, compare with results/
-#   make test                                                  pytest + notebook checks (CI)
+#   make test                                                  ruff, pytest, notebook checks (CI)
 PYTHON ?= python3
 VENV   ?= .venv
 TABLE  ?= blip2_ablation
@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: setup test test-fast reproduce verify check lab bench data clean
+.PHONY: setup test test-fast lint reproduce verify check lab bench data clean
 
 setup: $(STAMP)
 
@@ -27,12 +27,18 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 	$(BIN)/python ci/check_notebooks.py
 	$(BIN)/python ci/run_notebooks.py
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 reproduce: setup
 	$(BIN)/vidrepro reproduce $(TABLE) --scale $(SCALE) --seeds $(SEEDS)

@@ -62,9 +62,10 @@ def order_invariance(model: blip2_train.VideoBlip2) -> tuple[float, float]:
     model.eval()
     with torch.no_grad():
         a = model.visual_prefix(frames)
-        moved = max((a - model.visual_prefix(frames.flip(1))).abs().max().item(),
-                    (a - model.visual_prefix(frames[:, torch.randperm(8, generator=g)]))
-                    .abs().max().item())
+        moved = max(
+            (a - model.visual_prefix(frames.flip(1))).abs().max().item(),
+            (a - model.visual_prefix(frames[:, torch.randperm(8, generator=g)])).abs().max().item(),
+        )
     return moved, a.abs().mean().item()
 
 
@@ -97,8 +98,10 @@ def constant_caption() -> tuple[tuple[str, ...], float, float]:
             truths[split].append(event_kinds(refs[0]))
     kinds = sorted({k for t in truths["train"] for k in t})
     score = lambda combo, split: float(np.mean([_f1(list(combo), t) for t in truths[split]]))
-    best = max((c for n in (1, 2, 3) for c in itertools.combinations_with_replacement(kinds, n)),
-               key=lambda c: score(c, "train"))
+    best = max(
+        (c for n in (1, 2, 3) for c in itertools.combinations_with_replacement(kinds, n)),
+        key=lambda c: score(c, "train"),
+    )
     return best, score(best, "train"), score(best, "test")
 
 
@@ -111,10 +114,14 @@ def single_object_photos(p: PretrainParams) -> tuple[torch.Tensor, np.ndarray, n
         if e.video in seen or " and " in e.caption:
             continue
         seen.add(e.video)
-        shapes.append(sorted(SHAPE_WORDS).index(
-            next(s for w, s in words if re.search(rf"\b{w}\b", e.caption))))
-        colours.append(sorted(COLOURS).index(
-            next(c for c in COLOURS if re.search(rf"\b{c}\b", e.caption))))
+        shapes.append(
+            sorted(SHAPE_WORDS).index(
+                next(s for w, s in words if re.search(rf"\b{w}\b", e.caption))
+            )
+        )
+        colours.append(
+            sorted(COLOURS).index(next(c for c in COLOURS if re.search(rf"\b{c}\b", e.caption)))
+        )
         frames.append(images[i][0])
     return torch.stack(frames), np.array(shapes), np.array(colours)
 
@@ -124,7 +131,7 @@ def vit_features(vit: nn.Module, x: torch.Tensor) -> np.ndarray:
     vit.eval()
     out = []
     for start in range(0, len(x), 256):
-        h = vit(pixel_values=x[start:start + 256].flatten(0, 1)).last_hidden_state
+        h = vit(pixel_values=x[start : start + 256].flatten(0, 1)).last_hidden_state
         out.append(torch.cat([h[:, 0], h[:, 1:].mean(1)], -1))
     return torch.cat(out).numpy().astype(np.float64)
 
@@ -140,13 +147,23 @@ def ridge_accuracy(x: np.ndarray, y: np.ndarray, n_train: int) -> float:
         return np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ onehot[rows])
 
     fit_end = int(n_train * 0.8)
-    lam = max(RIDGE, key=lambda r: ((x[fit_end:n_train] @ fit(slice(0, fit_end), r)).argmax(1)
-                                    == y[fit_end:n_train]).mean())
+    lam = max(
+        RIDGE,
+        key=lambda r: (
+            (x[fit_end:n_train] @ fit(slice(0, fit_end), r)).argmax(1) == y[fit_end:n_train]
+        ).mean(),
+    )
     return float(((x[n_train:] @ fit(slice(0, n_train), lam)).argmax(1) == y[n_train:]).mean())
 
 
-def supervised(net: nn.Module, head: nn.Module, x: torch.Tensor, y: np.ndarray, n_train: int,
-               steps: int = SHAPE_STEPS) -> float:
+def supervised(
+    net: nn.Module,
+    head: nn.Module,
+    x: torch.Tensor,
+    y: np.ndarray,
+    n_train: int,
+    steps: int = SHAPE_STEPS,
+) -> float:
     """Train ``net`` + ``head`` on shape labels (Adam 1e-3, batch 32); held-out accuracy."""
     labels = torch.as_tensor(y)
     opt = torch.optim.Adam([*net.parameters(), *head.parameters()], 1e-3)
@@ -173,16 +190,26 @@ class _VitPool(nn.Module):
 
 
 def small_cnn() -> nn.Module:
-    return nn.Sequential(nn.Flatten(0, 1), nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveMaxPool2d(1), nn.Flatten())
+    return nn.Sequential(
+        nn.Flatten(0, 1),
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+    )
 
 
 def main() -> None:
     torch.set_num_threads(1)
-    p = PretrainParams(**yaml.safe_load((ROOT / "params/blip2_video/tiny/01_pretrain.yaml")
-                                        .read_text()))
+    p = PretrainParams(
+        **yaml.safe_load((ROOT / "params/blip2_video/tiny/01_pretrain.yaml").read_text())
+    )
     t0 = time.perf_counter()
 
     def fresh() -> blip2_train.VideoBlip2:
@@ -194,29 +221,46 @@ def main() -> None:
 
     moved, scale = order_invariance(fresh())
     events, clips = event_shares()
-    print(f"frame order: the visual prefix moves by at most {moved:.1e} when 8 frames are "
-          f"reversed or shuffled (its mean magnitude {scale:.2f})")
-    print(f"test clips: {events:.0%} of the events read as another event backwards; "
-          f"{clips:.0%} of the clips hold at least one")
+    print(
+        f"frame order: the visual prefix moves by at most {moved:.1e} when 8 frames are "
+        f"reversed or shuffled (its mean magnitude {scale:.2f})"
+    )
+    print(
+        f"test clips: {events:.0%} of the events read as another event backwards; "
+        f"{clips:.0%} of the clips hold at least one"
+    )
     combo, train_f1, test_f1 = constant_caption()
-    print(f"constant caption naming {', '.join(combo)}: events named {test_f1:.3f} on test "
-          f"({train_f1:.3f} on train, where it was chosen)")
+    print(
+        f"constant caption naming {', '.join(combo)}: events named {test_f1:.3f} on test "
+        f"({train_f1:.3f} on train, where it was chosen)"
+    )
 
     x, shapes, colours = single_object_photos(p)
     n_train = int(len(x) * 0.8)
-    print(f"{len(x)} single-object photos ({n_train} to fit, {len(x) - n_train} held out), "
-          f"chance {np.bincount(shapes).max() / len(shapes):.2f} for shape")
+    print(
+        f"{len(x)} single-object photos ({n_train} to fit, {len(x) - n_train} held out), "
+        f"chance {np.bincount(shapes).max() / len(shapes):.2f} for shape"
+    )
     random_vit = fresh().blip2.vision_model
     feats = vit_features(random_vit, x)
-    print(f"ViT, random weights:   shape {ridge_accuracy(feats, shapes, n_train):.3f}, "
-          f"colour {ridge_accuracy(feats, colours, n_train):.3f}")
+    print(
+        f"ViT, random weights:   shape {ridge_accuracy(feats, shapes, n_train):.3f}, "
+        f"colour {ridge_accuracy(feats, colours, n_train):.3f}"
+    )
     model = fresh()
-    blip2_train.pretrain_vision(model, pipeline.images(p), LoopConfig(
-        steps=p.vit_steps, lr=p.vit_lr, warmup=p.vit_steps // 10), 2 * p.batch_size, p.seed)
+    blip2_train.pretrain_vision(
+        model,
+        pipeline.images(p),
+        LoopConfig(steps=p.vit_steps, lr=p.vit_lr, warmup=p.vit_steps // 10),
+        2 * p.batch_size,
+        p.seed,
+    )
     feats = vit_features(model.blip2.vision_model, x)
-    print(f"ViT, pretrained as 01_pretrain ({p.vit_steps} contrastive steps): "
-          f"shape {ridge_accuracy(feats, shapes, n_train):.3f}, "
-          f"colour {ridge_accuracy(feats, colours, n_train):.3f}")
+    print(
+        f"ViT, pretrained as 01_pretrain ({p.vit_steps} contrastive steps): "
+        f"shape {ridge_accuracy(feats, shapes, n_train):.3f}, "
+        f"colour {ridge_accuracy(feats, colours, n_train):.3f}"
+    )
     vit = fresh().blip2.vision_model
     width = vit.config.hidden_size
     torch.manual_seed(SEED)

@@ -33,6 +33,7 @@ from pycocoevalcap.cider.cider import Cider
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 from machine import describe  # noqa: E402  (bench/machine.py)
+
 from vidrepro.kit.selfcheck import cider_agreement  # noqa: E402
 from vidrepro.metrics.cider import CiderD, cider_d  # noqa: E402
 
@@ -108,33 +109,57 @@ def main() -> None:
     print("CIDEr-D, 2,990 items x 20 refs (best of %d)" % eval_reps)
     print(f"  pycocoevalcap Cider  {t_eval_ref:8.3f} s")
     print(f"  vidrepro cider_d     {t_eval:8.3f} s   max |diff| {max_diff:.1e}")
-    print(f"  speed-up             {eval_ratio:8.1f}x  (target >= {TARGET_EVAL:.0f}x: "
-          f"{'met' if eval_ratio >= TARGET_EVAL else 'NOT met'})")
+    print(
+        f"  speed-up             {eval_ratio:8.1f}x  (target >= {TARGET_EVAL:.0f}x: "
+        f"{'met' if eval_ratio >= TARGET_EVAL else 'NOT met'})"
+    )
     print("SCST reward, 160 candidates x 20 refs (median of %d batches)" % batches)
     print(f"  pycocoevalcap Cider  {t_reward_ref * 1e3:8.2f} ms")
     print(f"  CiderD.scores        {t_reward * 1e3:8.2f} ms   (CiderD init {t_init:.2f} s, once)")
-    print(f"  speed-up             {reward_ratio:8.1f}x  (target >= {TARGET_REWARD:.0f}x: "
-          f"{'met' if reward_ratio >= TARGET_REWARD else 'NOT met'})")
+    print(
+        f"  speed-up             {reward_ratio:8.1f}x  (target >= {TARGET_REWARD:.0f}x: "
+        f"{'met' if reward_ratio >= TARGET_REWARD else 'NOT met'})"
+    )
 
     out = Path(__file__).resolve().parents[1] / "results" / "bench" / "cider.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": describe(numpy=np.__version__,
-                            pycocoevalcap=importlib.metadata.version("pycocoevalcap")),
-        "quick": args.quick,
-        "eval": {
-            "items": len(gts), "refs_per_item": 20, "reps": eval_reps,
-            "pycocoevalcap_s": t_eval_ref, "cider_d_s": t_eval, "speedup": eval_ratio,
-            "target": TARGET_EVAL, "met": eval_ratio >= TARGET_EVAL, "max_abs_diff": max_diff,
-        },
-        "reward": {
-            "candidates": 160, "videos": 32, "samples_per_video": 5, "refs_per_candidate": 20,
-            "batches": batches, "pycocoevalcap_median_s": t_reward_ref,
-            "ciderd_scores_median_s": t_reward, "ciderd_init_s": t_init, "speedup": reward_ratio,
-            "target": TARGET_REWARD, "met": reward_ratio >= TARGET_REWARD,
-        },
-    }, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "machine": describe(
+                    numpy=np.__version__, pycocoevalcap=importlib.metadata.version("pycocoevalcap")
+                ),
+                "quick": args.quick,
+                "eval": {
+                    "items": len(gts),
+                    "refs_per_item": 20,
+                    "reps": eval_reps,
+                    "pycocoevalcap_s": t_eval_ref,
+                    "cider_d_s": t_eval,
+                    "speedup": eval_ratio,
+                    "target": TARGET_EVAL,
+                    "met": eval_ratio >= TARGET_EVAL,
+                    "max_abs_diff": max_diff,
+                },
+                "reward": {
+                    "candidates": 160,
+                    "videos": 32,
+                    "samples_per_video": 5,
+                    "refs_per_candidate": 20,
+                    "batches": batches,
+                    "pycocoevalcap_median_s": t_reward_ref,
+                    "ciderd_scores_median_s": t_reward,
+                    "ciderd_init_s": t_init,
+                    "speedup": reward_ratio,
+                    "target": TARGET_REWARD,
+                    "met": reward_ratio >= TARGET_REWARD,
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {out}")
 
 

@@ -38,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 from machine import describe  # noqa: E402  (bench/machine.py)
+
 from vidrepro.metrics.constraint import (
     best_state_change,
     brute_force_state_change,
@@ -65,12 +66,19 @@ def workloads(quick: bool) -> list[tuple[int, int | None, int]]:
     """(T, D, baseline repetitions)."""
     if quick:
         return [(64, None, 3), (64, 16, 3), (256, None, 2), (256, 64, 2), (1024, None, 1)]
-    return [(64, None, 5), (64, 16, 5), (256, None, 3), (256, 64, 3), (1024, None, 1),
-            (1024, 500, 1)]
+    return [
+        (64, None, 5),
+        (64, 16, 5),
+        (256, None, 3),
+        (256, 64, 3),
+        (1024, None, 1),
+        (1024, 500, 1),
+    ]
 
 
-def run_one(length: int, max_distance: int | None, reps: int, batch: int,
-            device: torch.device) -> dict[str, object]:
+def run_one(
+    length: int, max_distance: int | None, reps: int, batch: int, device: torch.device
+) -> dict[str, object]:
     """Check agreement, then time baseline and ours alternately; best repetition of each."""
     g = torch.Generator().manual_seed(length * 1000 + (max_distance or 0))
     probs = list(torch.rand(3, batch, length, generator=g).to(device))  # 3 x (B, T)
@@ -95,14 +103,25 @@ def run_one(length: int, max_distance: int | None, reps: int, batch: int,
     for _ in range(reps - 1):
         t_base = min(t_base, timed(baseline, device))
         t_ours = min(t_ours, timed(ours, device, INNER))
-    return {"T": length, "D": max_distance, "batch": batch, "baseline_reps": reps,
-            "ours_reps": reps, "ours_calls_per_rep": INNER, "baseline_chunk_s1": chunk,
-            "baseline_s": t_base, "ours_s": t_ours, "speedup": t_base / t_ours, "agree": True}
+    return {
+        "T": length,
+        "D": max_distance,
+        "batch": batch,
+        "baseline_reps": reps,
+        "ours_reps": reps,
+        "ours_calls_per_rep": INNER,
+        "baseline_chunk_s1": chunk,
+        "baseline_s": t_base,
+        "ours_s": t_ours,
+        "speedup": t_base / t_ours,
+        "agree": True,
+    }
 
 
 def machine(device: torch.device) -> dict[str, object]:
-    info = describe(torch_threads=torch.get_num_threads(), torch=torch.__version__,
-                    device=str(device))
+    info = describe(
+        torch_threads=torch.get_num_threads(), torch=torch.__version__, device=str(device)
+    )
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -125,23 +144,38 @@ def main() -> None:
     for length, max_distance, reps in workloads(args.quick):
         row = run_one(length, max_distance, reps, args.batch, device)
         rows.append(row)
-        print(f"  {length:5d} {max_distance or '-':>5} {row['baseline_s']:10.4f} s "
-              f"{row['ours_s'] * 1e3:7.3f} ms {row['speedup']:9.0f}x")
+        print(
+            f"  {length:5d} {max_distance or '-':>5} {row['baseline_s']:10.4f} s "
+            f"{row['ours_s'] * 1e3:7.3f} ms {row['speedup']:9.0f}x"
+        )
     at_target = [r for r in rows if r["T"] == TARGET_LENGTH]
     met = all(r["speedup"] >= TARGET for r in at_target)
     worst = min(r["speedup"] for r in at_target)
-    print(f"  T = {TARGET_LENGTH}: lowest speed-up {worst:.0f}x (target >= {TARGET:.0f}x: "
-          f"{'met' if met else 'NOT met'})")
+    print(
+        f"  T = {TARGET_LENGTH}: lowest speed-up {worst:.0f}x (target >= {TARGET:.0f}x: "
+        f"{'met' if met else 'NOT met'})"
+    )
 
     out = Path(__file__).resolve().parents[1] / "results" / "bench" / "constraint.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(device),
-        "quick": args.quick,
-        "workloads": rows,
-        "target": {"T": TARGET_LENGTH, "speedup": TARGET, "lowest_speedup": worst, "met": met},
-    }, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "machine": machine(device),
+                "quick": args.quick,
+                "workloads": rows,
+                "target": {
+                    "T": TARGET_LENGTH,
+                    "speedup": TARGET,
+                    "lowest_speedup": worst,
+                    "met": met,
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {out}")
 
 

@@ -31,8 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))  # runnable from a checkout without installing
 
 from vidrepro.data.synthetic import features, render, scenes  # noqa: E402
-from vidrepro.data.synthetic.world import (  # noqa: E402
-    BACKGROUNDS, COLOURS, MOVES, SHAPES, Event, Obj, Scene)
+from vidrepro.data.synthetic.world import BACKGROUNDS, COLOURS, MOVES, SHAPES, Event, Obj, Scene  # noqa: E402
 
 N_TRAIN, N_TEST = 2000, 1000
 SIZE, FPS, STACK = 64, 4, 4  # as datasets.build_dense at tiny scale (DENSE_FPS, DENSE_STACK)
@@ -42,6 +41,7 @@ SEED = 0
 
 
 # --- the extractor before orientation histograms, verbatim --------------------------------------
+
 
 def _old_pool(frames: np.ndarray, grid: int = 8) -> np.ndarray:
     t, h, w, c = frames.shape
@@ -61,14 +61,17 @@ def old_video_features(frames: np.ndarray, stack: int) -> tuple[np.ndarray, np.n
     x = frames.astype(np.float32) / 255.0
     rgb_rows, flow_rows = [], []
     for start in range(0, len(x), stack):
-        chunk = x[start:start + stack]  # (<=stack, H, W, 3)
-        hist = [np.histogram(chunk[..., c], bins=16, range=(0, 1))[0] / chunk[..., c].size
-                for c in range(3)]
+        chunk = x[start : start + stack]  # (<=stack, H, W, 3)
+        hist = [
+            np.histogram(chunk[..., c], bins=16, range=(0, 1))[0] / chunk[..., c].size
+            for c in range(3)
+        ]
         rgb_rows.append(np.concatenate([_old_pool(chunk).mean(0).ravel(), *hist]))
         diff = np.diff(chunk, axis=0) if len(chunk) > 1 else np.zeros_like(chunk)
         pooled = _old_pool(diff)  # (<=stack-1, G, G, 3)
-        flow_rows.append(np.concatenate([pooled.mean(0).ravel() * 10,
-                                         np.abs(pooled).mean(0).ravel() * 10]))
+        flow_rows.append(
+            np.concatenate([pooled.mean(0).ravel() * 10, np.abs(pooled).mean(0).ravel() * 10])
+        )
     rgb_in, flow_in = np.stack(rgb_rows), np.stack(flow_rows)  # (S, 240), (S, 384)
     rgb = np.maximum(rgb_in @ _old_projection(1024, rgb_in.shape[1]), 0)
     flow = np.maximum(flow_in @ _old_projection(2048, flow_in.shape[1]), 0)
@@ -77,21 +80,28 @@ def old_video_features(frames: np.ndarray, stack: int) -> tuple[np.ndarray, np.n
 
 # --- the probe set -------------------------------------------------------------------------------
 
+
 def probe_clips(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(n, STACK, SIZE, SIZE, 3) uint8 single-object clips, their shape and colour indices."""
     rng = np.random.default_rng(seed)
     clips, shapes, colours = [], [], []
     for _ in range(n):
         obj = scenes.random_object(rng)  # shape, colour, size as the datasets draw them
-        obj = Obj(obj.shape, obj.colour, float(rng.uniform(0.2, 0.8)),
-                  float(rng.uniform(0.2, 0.8)), obj.size)  # anywhere, not only near the centre
+        obj = Obj(
+            obj.shape,
+            obj.colour,
+            float(rng.uniform(0.2, 0.8)),
+            float(rng.uniform(0.2, 0.8)),
+            obj.size,
+        )  # anywhere, not only near the centre
         kind = EVENTS[rng.integers(len(EVENTS))]
         start = float(rng.uniform(0, 0.5))
         events = () if kind is None else (Event(kind, start, start + 1.0, 0),)
         scene = Scene(1.5, list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))], (obj,), events)
         frame_seed = int(rng.integers(1 << 30))
-        clips.append(np.stack([render.render_still(scene, i / FPS, SIZE, frame_seed)
-                               for i in range(STACK)]))
+        clips.append(
+            np.stack([render.render_still(scene, i / FPS, SIZE, frame_seed) for i in range(STACK)])
+        )
         shapes.append(SHAPES.index(obj.shape))
         colours.append(list(COLOURS).index(obj.colour))
     return np.stack(clips), np.array(shapes), np.array(colours)
@@ -110,14 +120,18 @@ def pair_clips(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         left, right = (0.2, 0.45), (0.55, 0.8)
         if rng.random() < 0.5:
             left, right = right, left
-        objs = tuple(Obj(o.shape, o.colour, float(rng.uniform(*xs)), float(rng.uniform(0.2, 0.8)),
-                         o.size) for o, xs in ((a, left), (b, right)))
+        objs = tuple(
+            Obj(o.shape, o.colour, float(rng.uniform(*xs)), float(rng.uniform(0.2, 0.8)), o.size)
+            for o, xs in ((a, left), (b, right))
+        )
         scene = Scene(1.5, list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))], objs)
         frame_seed = int(rng.integers(1 << 30))
-        clips.append(np.stack([render.render_still(scene, i / FPS, SIZE, frame_seed)
-                               for i in range(STACK)]))
-        pairs.append([list(COLOURS).index(o.colour) * len(SHAPES) + SHAPES.index(o.shape)
-                      for o in objs])
+        clips.append(
+            np.stack([render.render_still(scene, i / FPS, SIZE, frame_seed) for i in range(STACK)])
+        )
+        pairs.append(
+            [list(COLOURS).index(o.colour) * len(SHAPES) + SHAPES.index(o.shape) for o in objs]
+        )
     return np.stack(clips), np.array(pairs)
 
 
@@ -133,8 +147,9 @@ def fit_probe(train: np.ndarray, targets: np.ndarray, test: np.ndarray, score) -
     prep = lambda x: np.hstack([(x - mu) / sd, np.ones((len(x), 1))])  # noqa: E731
     train, test = prep(train.astype(np.float64)), prep(test.astype(np.float64))
     cut = int(0.8 * len(train))
-    val = [score(train[cut:] @ _ridge(train[:cut], targets[:cut], lam), targets[cut:])
-           for lam in RIDGE]
+    val = [
+        score(train[cut:] @ _ridge(train[:cut], targets[:cut], lam), targets[cut:]) for lam in RIDGE
+    ]
     lam = RIDGE[int(np.argmax(val))]
     return lam, test @ _ridge(train, targets, lam)
 
@@ -172,43 +187,56 @@ def main() -> None:
     t0 = time.perf_counter()
     clips, shapes, colours = probe_clips(N_TRAIN + N_TEST, SEED)
     two, pairs = pair_clips(N_TRAIN + N_TEST, SEED + 1)
-    print(f"probe sets: {N_TRAIN} train / {N_TEST} test clips each, single-object and two-object "
-          f"({STACK} frames, {SIZE}x{SIZE}, {FPS} fps), "
-          f"rendered in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"probe sets: {N_TRAIN} train / {N_TEST} test clips each, single-object and two-object "
+        f"({STACK} frames, {SIZE}x{SIZE}, {FPS} fps), "
+        f"rendered in {time.perf_counter() - t0:.1f} s"
+    )
     present = np.zeros((len(pairs), len(SHAPES)))
     np.put_along_axis(present, pairs % len(SHAPES), 1, axis=1)
     pair_targets = np.zeros((len(pairs), len(COLOURS) * len(SHAPES)))
     np.put_along_axis(pair_targets, pairs, 1, axis=1)
     absent = 1 - present[N_TRAIN:].mean()
-    print(f"chance: shape {1 / len(SHAPES):.3f} ({len(SHAPES)} shapes), colour "
-          f"{1 / len(COLOURS):.3f} ({len(COLOURS)} colours); two objects: shape present "
-          f"{absent:.3f} (always 'absent'), colour-shape pairs {1 / 240:.3f} (1 of 15 x 16)")
-    long_scene = scenes.caption_clip(np.random.default_rng(SEED), 40.0, max_events=6,
-                                     sound_prob=0.25)
+    print(
+        f"chance: shape {1 / len(SHAPES):.3f} ({len(SHAPES)} shapes), colour "
+        f"{1 / len(COLOURS):.3f} ({len(COLOURS)} colours); two objects: shape present "
+        f"{absent:.3f} (always 'absent'), colour-shape pairs {1 / 240:.3f} (1 of 15 x 16)"
+    )
+    long_scene = scenes.caption_clip(
+        np.random.default_rng(SEED), 40.0, max_events=6, sound_prob=0.25
+    )
     long_clip = render.render(long_scene, FPS, SIZE, SEED)  # (160, 64, 64, 3)
     print()
     print(f"{'':9s} {'one object':>15s}  {'two objects':>20s}  time per 40 s clip")
-    print(f"{'extractor':9s} {'shape':>6s} {'colour':>8s}  {'shapes':>8s} {'pairs':>11s}  "
-          f"({len(long_clip)} frames), median / min of 7")
+    print(
+        f"{'extractor':9s} {'shape':>6s} {'colour':>8s}  {'shapes':>8s} {'pairs':>11s}  "
+        f"({len(long_clip)} frames), median / min of 7"
+    )
     for name, fn in (("old", old_video_features), ("new", features.video_features)):
         rows = np.stack([fn(c, STACK)[0][0] for c in clips])  # (N, 1024): one RGB row per clip
         rows2 = np.stack([fn(c, STACK)[0][0] for c in two])
         tr, te = slice(0, N_TRAIN), slice(N_TRAIN, None)
         accs = []
-        for x, targets, score in ((rows, np.eye(len(SHAPES))[shapes], argmax_accuracy),
-                                  (rows, np.eye(len(COLOURS))[colours], argmax_accuracy),
-                                  (rows2, present, presence_accuracy),
-                                  (rows2, pair_targets, top2_accuracy)):
+        for x, targets, score in (
+            (rows, np.eye(len(SHAPES))[shapes], argmax_accuracy),
+            (rows, np.eye(len(COLOURS))[colours], argmax_accuracy),
+            (rows2, present, presence_accuracy),
+            (rows2, pair_targets, top2_accuracy),
+        ):
             _, scores = fit_probe(x[tr], targets[tr], x[te], score)
             accs.append(score(scores, targets[te]))
             if len(accs) == 1:
                 shape_pred = scores.argmax(1)
         med, best = (1000 * v for v in time_extractor(fn, long_clip))
-        print(f"{name:9s} {accs[0]:6.3f} {accs[1]:8.3f}  {accs[2]:8.3f} {accs[3]:11.3f}  "
-              f"{med:.1f} / {best:.1f} ms")
+        print(
+            f"{name:9s} {accs[0]:6.3f} {accs[1]:8.3f}  {accs[2]:8.3f} {accs[3]:11.3f}  "
+            f"{med:.1f} / {best:.1f} ms"
+        )
         print(f"{'':9s} shape per class: {per_class(shape_pred, shapes[N_TRAIN:], SHAPES)}")
-    print("(times: the old extractor draws its two projection matrices on every call, the new one"
-          " once per process)")
+    print(
+        "(times: the old extractor draws its two projection matrices on every call, the new one"
+        " once per process)"
+    )
     print(f"total {time.perf_counter() - t0:.0f} s")
 
 

@@ -139,8 +139,14 @@ def main() -> None:
         },
         "pyav": av.__version__,
         "ffmpeg": {name: ".".join(map(str, v)) for name, v in av.library_versions.items()},
-        "video": {"seconds": SECONDS, "fps": RATE, "width": WIDTH, "height": HEIGHT,
-                  "frames": int(len(frames)), "codec": "libx264 (x264 defaults, B-frames on)"},
+        "video": {
+            "seconds": SECONDS,
+            "fps": RATE,
+            "width": WIDTH,
+            "height": HEIGHT,
+            "frames": int(len(frames)),
+            "codec": "libx264 (x264 defaults, B-frames on)",
+        },
         "repeats": REPEATS,
         "timing": "medians over repeats, sample_frames and baseline alternating in one run; "
         "ratios are medians of per-round ratios",

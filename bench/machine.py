@@ -17,5 +17,11 @@ def cpu_model() -> str:
 
 def describe(**extra: object) -> dict[str, object]:
     """Platform, CPU, cores, the load while the bench ran, Python; plus ``extra``."""
-    return {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-            "load_avg_1min": os.getloadavg()[0], "python": platform.python_version(), **extra}
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_1min": os.getloadavg()[0],
+        "python": platform.python_version(),
+        **extra,
+    }

@@ -40,8 +40,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure(size: str, batch: int, segments: int, steps: int, devices: int | None,
-            image: tuple[int, int] | None = None, fsdp: bool = False) -> dict:
+def measure(
+    size: str,
+    batch: int,
+    segments: int,
+    steps: int,
+    devices: int | None,
+    image: tuple[int, int] | None = None,
+    fsdp: bool = False,
+) -> dict:
     import jax
     import numpy as np
 
@@ -59,13 +66,19 @@ def measure(size: str, batch: int, segments: int, steps: int, devices: int | Non
     state = train.create_state(params, tx)
     shardings = train.param_sharding(mesh, state, fsdp=fsdp)
     state = jax.device_put(state, shardings)
-    step = train.make_step(partial(train.pretrain_losses, cfg=cfg, obj=O.Objectives()), tx, mesh,
-                           shardings)
+    step = train.make_step(
+        partial(train.pretrain_losses, cfg=cfg, obj=O.Objectives()), tx, mesh, shardings
+    )
     rng = np.random.default_rng(0)
     text = rng.integers(O.SPECIAL_IDS, cfg.vocab_size, (batch, segments, cfg.text_len), np.int32)
     text[:, :, 0] = O.START
-    data = train.shard_batch(mesh, {"frames": rng.normal(size=(batch, segments, *cfg.image_size, 3))
-                                    .astype(np.float32), "text": text})
+    data = train.shard_batch(
+        mesh,
+        {
+            "frames": rng.normal(size=(batch, segments, *cfg.image_size, 3)).astype(np.float32),
+            "text": text,
+        },
+    )
     key = jax.random.key(0)
     t = time.perf_counter()
     compiled = step.lower(state, data, key).compile()
@@ -73,8 +86,11 @@ def measure(size: str, batch: int, segments: int, steps: int, devices: int | Non
     cost = compiled.cost_analysis()
     memory = compiled.memory_analysis()  # one device's buffers, as XLA planned them
     temp_gb = getattr(memory, "temp_size_in_bytes", 0) / 2**30
-    print(f"{size} on {mesh.size} device(s): XLA plans {temp_gb:.2f} GB of buffers per device",
-          file=sys.stderr, flush=True)
+    print(
+        f"{size} on {mesh.size} device(s): XLA plans {temp_gb:.2f} GB of buffers per device",
+        file=sys.stderr,
+        flush=True,
+    )
     # XLA costs one partition of an SPMD program: the whole step is that times the devices.
     flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0)) * mesh.size
     state, metrics = compiled(state, data, key)  # warm-up
@@ -86,27 +102,45 @@ def measure(size: str, batch: int, segments: int, steps: int, devices: int | Non
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t)
     step_s = float(np.median(times))
-    return {"size": size, "devices": mesh.size, "backend": jax.default_backend(),
-            "batch": batch, "segments": segments, "image": list(cfg.image_size), "fsdp": fsdp,
-            "dtype": cfg.dtype, "params": models.count_params(params),
-            "temp_gb_per_device": temp_gb,
-            "compile_s": compile_s, "step_s": step_s, "examples_per_s": batch / step_s,
-            "flops_per_step": flops, "tflops_per_s": flops / step_s / 1e12}
+    return {
+        "size": size,
+        "devices": mesh.size,
+        "backend": jax.default_backend(),
+        "batch": batch,
+        "segments": segments,
+        "image": list(cfg.image_size),
+        "fsdp": fsdp,
+        "dtype": cfg.dtype,
+        "params": models.count_params(params),
+        "temp_gb_per_device": temp_gb,
+        "compile_s": compile_s,
+        "step_s": step_s,
+        "examples_per_s": batch / step_s,
+        "flops_per_step": flops,
+        "tflops_per_s": flops / step_s / 1e12,
+    }
 
 
 def on_fake_devices(n: int, args: argparse.Namespace) -> list[dict]:
     """Rerun this script in a child with ``n`` host devices (the flag must precede jax)."""
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
-           "JAX_PLATFORMS": "cpu"}
-    cmd = [sys.executable, __file__, "--child", "--steps", str(args.steps)] + (
-        ["--base", "--base-batch", str(args.base_batch)] if args.base else []) + (
-        ["--base-image", *map(str, args.base_image)] if args.base_image else []) + (
-        ["--fsdp"] if args.fsdp else [])
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+        "JAX_PLATFORMS": "cpu",
+    }
+    cmd = (
+        [sys.executable, __file__, "--child", "--steps", str(args.steps)]
+        + (["--base", "--base-batch", str(args.base_batch)] if args.base else [])
+        + (["--base-image", *map(str, args.base_image)] if args.base_image else [])
+        + (["--fsdp"] if args.fsdp else [])
+    )
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode:  # SIGKILL (-9): the host ran out of memory
-        sys.exit(f"the run on {n} fake devices failed (exit {out.returncode}"
-                 f"{', killed: out of memory?' if out.returncode == -9 else ''}):\n"
-                 f"{out.stderr[-2000:]}")
+        sys.exit(
+            f"the run on {n} fake devices failed (exit {out.returncode}"
+            f"{', killed: out of memory?' if out.returncode == -9 else ''}):\n"
+            f"{out.stderr[-2000:]}"
+        )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -117,22 +151,33 @@ def runs(args: argparse.Namespace, sharded: list[dict] = ()) -> list[dict]:
     import jax
 
     sizes = [("tiny", 16, 5, None)] + (
-        [("base", args.base_batch, 4, args.base_image)] if args.base else [])
+        [("base", args.base_batch, 4, args.base_image)] if args.base else []
+    )
     out = []
     for size, batch, segments, image in sizes:
         many = len(jax.devices()) > 1 and batch % len(jax.devices()) == 0
         if args.child:
             if many:
-                out.append(measure(size, batch, segments, args.steps, devices=None,
-                                   image=image, fsdp=args.fsdp))
+                out.append(
+                    measure(
+                        size, batch, segments, args.steps, devices=None, image=image, fsdp=args.fsdp
+                    )
+                )
             continue
         one = measure(size, batch, segments, args.steps, devices=1, image=image)
         out.append({**one, "ratio_vs_one_device": 1.0})
         if many:
-            sharded = [*sharded, measure(size, batch, segments, args.steps, devices=None,
-                                         image=image, fsdp=args.fsdp)]
-        out += [{**r, "ratio_vs_one_device": r["examples_per_s"] / one["examples_per_s"]}
-                for r in sharded if r["size"] == size]
+            sharded = [
+                *sharded,
+                measure(
+                    size, batch, segments, args.steps, devices=None, image=image, fsdp=args.fsdp
+                ),
+            ]
+        out += [
+            {**r, "ratio_vs_one_device": r["examples_per_s"] / one["examples_per_s"]}
+            for r in sharded
+            if r["size"] == size
+        ]
     return out
 
 
@@ -140,10 +185,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", action="store_true", help="also the base size (slow on CPU)")
     parser.add_argument("--base-batch", type=int, default=8, help="examples per base step")
-    parser.add_argument("--base-image", type=int, nargs=2, metavar=("H", "W"),
-                        help="base frame size (default: the config's 192 352)")
-    parser.add_argument("--fsdp", action="store_true",
-                        help="shard the parameters over the devices (else replicated)")
+    parser.add_argument(
+        "--base-image",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="base frame size (default: the config's 192 352)",
+    )
+    parser.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="shard the parameters over the devices (else replicated)",
+    )
     parser.add_argument("--fake-devices", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--peak-tflops", type=float, help="the accelerator's peak, for MFU")
@@ -155,26 +208,40 @@ def main() -> None:
         print(json.dumps(runs(args)))
         return
     import jax
-    sharded = (on_fake_devices(args.fake_devices, args)
-               if jax.default_backend() == "cpu" and args.fake_devices > 1 else [])
+
+    sharded = (
+        on_fake_devices(args.fake_devices, args)
+        if jax.default_backend() == "cpu" and args.fake_devices > 1
+        else []
+    )
     results = runs(args, sharded)
     from machine import describe
 
-    print(f"{'size':6} {'dev':>4} {'batch':>5} {'compile s':>10} {'step s':>8} {'ex/s':>8} "
-          f"{'TFLOP/s':>8} {'vs 1 dev':>8}" + ("  MFU" if args.peak_tflops else ""))
+    print(
+        f"{'size':6} {'dev':>4} {'batch':>5} {'compile s':>10} {'step s':>8} {'ex/s':>8} "
+        f"{'TFLOP/s':>8} {'vs 1 dev':>8}" + ("  MFU" if args.peak_tflops else "")
+    )
     for r in results:
         mfu = f"  {r['tflops_per_s'] / args.peak_tflops:.1%}" if args.peak_tflops else ""
-        print(f"{r['size']:6} {r['devices']:4d} {r['batch']:5d} {r['compile_s']:10.1f} "
-              f"{r['step_s']:8.3f} {r['examples_per_s']:8.1f} {r['tflops_per_s']:8.3f} "
-              f"{r['ratio_vs_one_device']:7.2f}x{mfu}")
+        print(
+            f"{r['size']:6} {r['devices']:4d} {r['batch']:5d} {r['compile_s']:10.1f} "
+            f"{r['step_s']:8.3f} {r['examples_per_s']:8.1f} {r['tflops_per_s']:8.3f} "
+            f"{r['ratio_vs_one_device']:7.2f}x{mfu}"
+        )
         if args.peak_tflops:
             r["mfu"] = r["tflops_per_s"] / args.peak_tflops
     out = ROOT / "results" / "bench" / "merlot_step.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": datetime.datetime.now(datetime.UTC).isoformat(),
-                               "machine": describe(jax=jax.__version__,
-                                                   backend=jax.default_backend()),
-                               "runs": results}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "date": datetime.datetime.now(datetime.UTC).isoformat(),
+                "machine": describe(jax=jax.__version__, backend=jax.default_backend()),
+                "runs": results,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -64,10 +64,17 @@ def main() -> None:
 
     data = Data()
     clips = pipeline.videos(data, "train", args.frames, train=True)
-    model = (build.from_pretrained(args.model) if args.model else
-             build.from_config("tiny_t5", train.build_tokenizer([e.caption for e in clips.entries])))
-    critic = SelfCritical(CiderD([[normalize(c) for c in r] for r in clips.refs.values()]),
-                          k=args.k, baseline="loo", max_new_tokens=20)
+    model = (
+        build.from_pretrained(args.model)
+        if args.model
+        else build.from_config("tiny_t5", train.build_tokenizer([e.caption for e in clips.entries]))
+    )
+    critic = SelfCritical(
+        CiderD([[normalize(c) for c in r] for r in clips.refs.values()]),
+        k=args.k,
+        baseline="loo",
+        max_new_tokens=20,
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     rng = np.random.default_rng(0)
     t = Timed()
@@ -81,17 +88,28 @@ def main() -> None:
         timer = t if step >= 2 else Timed()
         with torch.no_grad():
             prefix = timer("visual prefix (no grad)", model.visual_prefix, frames)
-            gen = timer("sampling", model.generate, prefix=prefix, do_sample=True,
-                        num_return_sequences=args.k, max_new_tokens=20)
+            gen = timer(
+                "sampling",
+                model.generate,
+                prefix=prefix,
+                do_sample=True,
+                num_return_sequences=args.k,
+                max_new_tokens=20,
+            )
         targets = model.clean_generated(gen)
         samples = model.decode(targets)
         refs_k = [r for r in refs for _ in range(args.k)]
         reward = timer("reward (CiderD)", critic.rewards, samples, refs_k)
-        timer("reward, pycocoevalcap Cider (not in the step)", Cider().compute_score,
-              {i: [normalize(x) for x in r] for i, r in enumerate(refs_k)},
-              {i: [normalize(s)] for i, s in enumerate(samples)})
-        advantage = torch.as_tensor(reward.reshape(args.batch, args.k) -
-                                    reward.reshape(args.batch, args.k).mean(1, keepdims=True))
+        timer(
+            "reward, pycocoevalcap Cider (not in the step)",
+            Cider().compute_score,
+            {i: [normalize(x) for x in r] for i, r in enumerate(refs_k)},
+            {i: [normalize(s)] for i, s in enumerate(samples)},
+        )
+        advantage = torch.as_tensor(
+            reward.reshape(args.batch, args.k)
+            - reward.reshape(args.batch, args.k).mean(1, keepdims=True)
+        )
 
         def grad_pass():
             logp = model(frames, targets, repeat=args.k)
@@ -103,8 +121,12 @@ def main() -> None:
         if step == 1:  # count the FLOPs of one step's generation and gradient pass
             with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
                 with torch.no_grad():
-                    model.generate(prefix=model.visual_prefix(frames), do_sample=True,
-                                   num_return_sequences=args.k, max_new_tokens=20)
+                    model.generate(
+                        prefix=model.visual_prefix(frames),
+                        do_sample=True,
+                        num_return_sequences=args.k,
+                        max_new_tokens=20,
+                    )
                 grad_pass()
             flops = sum(e.flops for e in prof.key_averages() if e.flops)
         else:
@@ -117,25 +139,46 @@ def main() -> None:
     mfu = flops / step_s / peak
     reward_share = per_step["reward (CiderD)"] / step_s
     pycoco = per_step["reward, pycocoevalcap Cider (not in the step)"]
-    print(f"SCST step, tiny_t5, {args.batch} videos x {args.frames} frames, K={args.k} "
-          f"(mean of {steps} steps)")
+    print(
+        f"SCST step, tiny_t5, {args.batch} videos x {args.frames} frames, K={args.k} "
+        f"(mean of {steps} steps)"
+    )
     for name, sec in per_step.items():
         print(f"  {name:48s} {sec * 1e3:8.1f} ms")
     print(f"  step total (CiderD reward)                       {step_s * 1e3:8.1f} ms")
     print(f"  reward share of the step: {reward_share:.1%} (target < 10%)")
-    print(f"  pycocoevalcap reward would be {pycoco / per_step['reward (CiderD)']:.0f}x slower "
-          f"and {pycoco / (step_s - per_step['reward (CiderD)'] + pycoco):.0%} of the step")
-    print(f"  FLOPs per step {flops / 1e9:.2f} GFLOP; {flops / step_s / 1e9:.2f} GFLOP/s; "
-          f"matmul peak here {peak / 1e9:.1f} GFLOP/s; MFU {mfu:.1%}")
+    print(
+        f"  pycocoevalcap reward would be {pycoco / per_step['reward (CiderD)']:.0f}x slower "
+        f"and {pycoco / (step_s - per_step['reward (CiderD)'] + pycoco):.0%} of the step"
+    )
+    print(
+        f"  FLOPs per step {flops / 1e9:.2f} GFLOP; {flops / step_s / 1e9:.2f} GFLOP/s; "
+        f"matmul peak here {peak / 1e9:.1f} GFLOP/s; MFU {mfu:.1%}"
+    )
     out = ROOT / "results" / "bench" / "scst_step.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads()},
-        "config": vars(args), "per_step_s": per_step, "step_s": step_s,
-        "reward_share": reward_share, "pycocoevalcap_over_ciderd": pycoco / per_step["reward (CiderD)"],
-        "flops_per_step": flops, "matmul_peak_flops": peak, "mfu": mfu}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "machine": {
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                    "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                },
+                "config": vars(args),
+                "per_step_s": per_step,
+                "step_s": step_s,
+                "reward_share": reward_share,
+                "pycocoevalcap_over_ciderd": pycoco / per_step["reward (CiderD)"],
+                "flops_per_step": flops,
+                "matmul_peak_flops": peak,
+                "mfu": mfu,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,13 @@ def test_prefix_is_q_tokens_from_all_frames_without_order(model):
     x = frames(2, 4)
     with torch.no_grad():
         prefix = model.visual_prefix(x)
-        assert prefix.shape == (2, 8, model.language_model.config.hidden_size
-                                if model.decoder_only else model.language_model.config.d_model)
+        assert prefix.shape == (
+            2,
+            8,
+            model.language_model.config.hidden_size
+            if model.decoder_only
+            else model.language_model.config.d_model,
+        )
         # Concatenated tokens and no temporal embedding: frame order does not matter...
         assert torch.allclose(prefix, model.visual_prefix(x[:, [2, 0, 3, 1]]), atol=1e-5)
         # ...but every frame does.
@@ -57,15 +62,18 @@ def test_token_logprobs_match_the_language_model_loss(model, tok):
         logp = model.token_logprobs(prefix, targets)
         mask = targets != tok.pad_token_id
         assert (logp[~mask] == 0).all() and (logp[mask] < 0).all()
-        assert torch.allclose(-logp.sum() / mask.sum(), model.loss(x, ["a red circle grows",
-                                                                       "a blue square"]))
+        assert torch.allclose(
+            -logp.sum() / mask.sum(), model.loss(x, ["a red circle grows", "a blue square"])
+        )
         if not model.decoder_only:  # T5 computes the same loss itself from labels
             embeds = torch.cat([prefix, model._embed(model._prompt_ids(2, x.device))], 1)
-            hf = model.language_model(inputs_embeds=embeds,
-                                      labels=targets.masked_fill(~mask, -100)).loss
+            hf = model.language_model(
+                inputs_embeds=embeds, labels=targets.masked_fill(~mask, -100)
+            ).loss
             assert torch.allclose(hf, -logp.sum() / mask.sum(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_few_steps_fit_a_batch(model):
     model.train()
     x, caps = frames(), ["a red circle grows", "a blue square shrinks"]
@@ -116,7 +124,9 @@ def test_saved_model_loads_back_through_from_pretrained(model, tmp_path, monkeyp
     x = frames()
     with torch.no_grad():
         assert torch.allclose(model.visual_prefix(x), loaded.visual_prefix(x))
-        assert torch.equal(model.generate(x, max_new_tokens=5), loaded.generate(x, max_new_tokens=5))
+        assert torch.equal(
+            model.generate(x, max_new_tokens=5), loaded.generate(x, max_new_tokens=5)
+        )
 
 
 def test_lora_model_saves_merged_and_loads_back(model, tmp_path, monkeypatch):

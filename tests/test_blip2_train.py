@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from twoprocs import torchrun
 
 from vidrepro.blip2_video import build, pipeline, train
 from vidrepro.blip2_video.params import Data
 from vidrepro.data.synthetic import datasets
 from vidrepro.training import LoopConfig
-from twoprocs import torchrun
 
 SMALL = replace(datasets.SIZES["tiny"], clips=(12, 2, 4), refs=3, images=12, sentences=60)
 
@@ -27,6 +27,7 @@ def data(tmp_path_factory):
     return Data(captions_root=str(root / "captions"), images_root=str(root / "images"))
 
 
+@pytest.mark.slow
 def test_stages_train_save_load_and_caption(data, tmp_path):
     torch.manual_seed(0)
     clips = pipeline.videos(data, "train", 4, train=True)
@@ -42,16 +43,18 @@ def test_stages_train_save_load_and_caption(data, tmp_path):
     assert pipeline.history(folder)["loss"] == image.values["loss"]
 
     model = pipeline.load(str(folder), data, lora=True)
-    ft = train.finetune(model, clips, LoopConfig(steps=10, lr=3e-3), batch_size=4,
-                        checkpoint=tmp_path / "ckpt")
+    ft = train.finetune(
+        model, clips, LoopConfig(steps=10, lr=3e-3), batch_size=4, checkpoint=tmp_path / "ckpt"
+    )
     assert ft.values["loss"][-1] < ft.values["loss"][0]
-    rl = train.scst(model, clips, LoopConfig(steps=2, lr=1e-4), batch_size=2, k=3,
-                    max_new_tokens=8)
+    rl = train.scst(model, clips, LoopConfig(steps=2, lr=1e-4), batch_size=2, k=3, max_new_tokens=8)
     assert len(rl.values["reward"]) == 2 and all(r >= 0 for r in rl.values["reward"])
 
     test = pipeline.videos(data, "test", 4, train=False)
     captions = train.caption_videos(model, test, num_beams=2, max_new_tokens=8, min_length=2)
-    assert set(captions) == set(test.refs) and all(len(c[0].split()) >= 1 for c in captions.values())
+    assert set(captions) == set(test.refs) and all(
+        len(c[0].split()) >= 1 for c in captions.values()
+    )
     frames, caption = pipeline.caption_file(model, test.root / test.entries[0].video, 4, 64, 2)
     assert frames.shape == (4, 64, 64, 3) and isinstance(caption, str)
 
@@ -99,12 +102,18 @@ def test_more_frames_see_more_events_before_any_training(monkeypatch):
     assert pipeline.events_in_frames(Data(captions_root="msrvtt"), "test", 8) is None
 
 
+@pytest.mark.slow
 @pytest.mark.java
 @pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs Java")
 def test_evaluate_reports_coco_metrics(data):
     model = pipeline.load("tiny_t5", data)
-    scores, captions, _ = pipeline.evaluate(model, pipeline.videos(data, "test", 4, train=False),
-                                            num_beams=2, max_new_tokens=6, min_length=2)
+    scores, captions, _ = pipeline.evaluate(
+        model,
+        pipeline.videos(data, "test", 4, train=False),
+        num_beams=2,
+        max_new_tokens=6,
+        min_length=2,
+    )
     assert set(scores) == {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"}
     assert len(captions) == 4
 
@@ -113,7 +122,7 @@ def test_evaluate_reports_coco_metrics(data):
 def test_finetuning_under_torchrun_keeps_replicas_in_sync(data, tmp_path):
     """Two gloo processes, different batches per rank: DDP averages the gradients, so both
     replicas must end with the same (changed) weights."""
-    script = Path(__file__).with_name("ddp_blip2_script.py")
+    script = Path(__file__).parent / "helpers" / "ddp_blip2_script.py"
     torchrun(script, data.captions_root, tmp_path)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["after"].keys() == r1["after"].keys()
@@ -127,25 +136,49 @@ def test_bf16_finetuning_learns_and_keeps_fp32_weights(data):
     torch.manual_seed(0)
     model = pipeline.load("tiny_t5", data)
     clips = pipeline.videos(data, "train", 2, train=True)
-    history = train.finetune(model, clips, LoopConfig(steps=12, lr=3e-3, precision="bf16"),
-                             batch_size=4)
+    history = train.finetune(
+        model, clips, LoopConfig(steps=12, lr=3e-3, precision="bf16"), batch_size=4
+    )
     assert history.values["loss"][-1] < history.values["loss"][0]
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_command_line_stages_save_a_loadable_model(data, tmp_path):
     """``python -m vidrepro.blip2_video.train`` runs a notebook's stage from its params file."""
+
     def stage(*args):
-        return subprocess.run([sys.executable, "-m", "vidrepro.blip2_video.train", *args,
-                               "-p", f"captions_root={data.captions_root}", "-p", "steps=2",
-                               "-p", "batch_size=2", "-p", "num_frames=2"],
-                              capture_output=True, text=True,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vidrepro.blip2_video.train",
+                *args,
+                "-p",
+                f"captions_root={data.captions_root}",
+                "-p",
+                "steps=2",
+                "-p",
+                "batch_size=2",
+                "-p",
+                "num_frames=2",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
 
     done = stage("finetune", "--out", str(tmp_path / "ft"))
     assert done.returncode == 0, done.stderr[-3000:]
-    done = stage("scst", "-p", f"init={tmp_path / 'ft' / 'model'}", "-p", "k=2",
-                 "--out", str(tmp_path / "rl"))
+    done = stage(
+        "scst",
+        "-p",
+        f"init={tmp_path / 'ft' / 'model'}",
+        "-p",
+        "k=2",
+        "--out",
+        str(tmp_path / "rl"),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(pipeline.history(tmp_path / "rl" / "model")["reward"]) == 2
     model = pipeline.load(str(tmp_path / "rl" / "model"), data)
@@ -155,6 +188,7 @@ def test_command_line_stages_save_a_loadable_model(data, tmp_path):
     assert done.returncode == 2 and "did you mean 'steps'" in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.java
 @pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs Java")
 def test_per_clip_scores_average_to_the_logged_ones(data, monkeypatch):
@@ -164,15 +198,23 @@ def test_per_clip_scores_average_to_the_logged_ones(data, monkeypatch):
 
     clips = pipeline.videos(data, "test", 2, train=False)
     ids = list(clips.refs)
-    made = {i: [clips.refs[i][0] if k % 2 == 0 else "a thing moves somewhere"]
-            for k, i in enumerate(ids)}
+    made = {
+        i: [clips.refs[i][0] if k % 2 == 0 else "a thing moves somewhere"]
+        for k, i in enumerate(ids)
+    }
     monkeypatch.setattr(pipeline, "caption_videos", lambda *args, **kwargs: made)
-    scores, captions, items = pipeline.evaluate(None, clips, num_beams=2, max_new_tokens=6,
-                                                min_length=2)
+    scores, captions, items = pipeline.evaluate(
+        None, clips, num_beams=2, max_new_tokens=6, min_length=2
+    )
     items = pd.DataFrame(items)
     assert items["item"].tolist() == [str(i) for i in ids]
-    assert set(items.columns) == {"item", "ROUGE_L", "CIDEr", "METEOR_sentence",
-                                  *(f"Bleu_{n}_sentence" for n in range(1, 5))}
+    assert set(items.columns) == {
+        "item",
+        "ROUGE_L",
+        "CIDEr",
+        "METEOR_sentence",
+        *(f"Bleu_{n}_sentence" for n in range(1, 5)),
+    }
     assert items["CIDEr"].nunique() > 1 and scores["CIDEr"] > 0
     for metric in ("ROUGE_L", "CIDEr"):
         assert items[metric].mean() == pytest.approx(scores[metric], rel=1e-12), metric

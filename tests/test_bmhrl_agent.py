@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+
 from vidrepro.bmhrl.agent import (
     AgentConfig,
     HierarchicalCaptioner,
@@ -31,16 +32,23 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-TINY_AGENT = AgentConfig(goal_dim=8, manager_hidden=16, worker_hidden=16, value_hidden=8,
-                         critic_embed=16, critic_hidden=16)
+TINY_AGENT = AgentConfig(
+    goal_dim=8,
+    manager_hidden=16,
+    worker_hidden=16,
+    value_hidden=8,
+    critic_embed=16,
+    critic_hidden=16,
+)
 
 
 def tiny(modalities: str = "audio_video") -> ModelConfig:
     return ModelConfig.named("tiny", modalities=modalities, dropout=0.0)
 
 
-def agent_for(modalities: str = "audio_video", seed: int = 0, trained: bool = False,
-              end_bias: float = 0.0) -> HierarchicalCaptioner:
+def agent_for(
+    modalities: str = "audio_video", seed: int = 0, trained: bool = False, end_bias: float = 0.0
+) -> HierarchicalCaptioner:
     """A tiny agent; ``trained`` perturbs the zero-initialised worker output and the gate so
     the worker, the goals and the fusion actually change the words; ``end_bias`` raises BMT's
     end logit so captions end at different lengths."""
@@ -105,22 +113,26 @@ def encode_all(vocab: Vocab, sentences: list[str]) -> torch.Tensor:
 
 
 def test_boundary_labels_hand_written():
-    sentences = ["a man runs and jumps",
-                 ("a man is seen speaking to the camera while holding a brush and then brushes "
-                  "her hair ."),
-                 "a woman plays the guitar .",
-                 "he stands , and then he sits down",
-                 "a bell chimes"]
+    sentences = [
+        "a man runs and jumps",
+        ("a man is seen speaking to the camera while holding a brush and then brushes her hair ."),
+        "a woman plays the guitar .",
+        "he stands , and then he sits down",
+        "a bell chimes",
+    ]
     vocab = Vocab.build(sentences)
     tokens = encode_all(vocab, sentences)  # [start, words, end, pad ..]
     labels = boundary_labels(tokens, vocab)
-    ends = [[w for w, y in zip(s.split(), row[1:].tolist()) if y] for s, row in
-            zip(sentences, labels)]
-    assert ends == [["runs", "jumps"],
-                    ["camera", "brush", "."],  # "and then" opens one segment
-                    ["."],  # trailing punctuation is not a segment of its own
-                    ["stands", "down"],  # ", and then" stays with what follows
-                    ["chimes"]]
+    ends = [
+        [w for w, y in zip(s.split(), row[1:].tolist()) if y] for s, row in zip(sentences, labels)
+    ]
+    assert ends == [
+        ["runs", "jumps"],
+        ["camera", "brush", "."],  # "and then" opens one segment
+        ["."],  # trailing punctuation is not a segment of its own
+        ["stands", "down"],  # ", and then" stays with what follows
+        ["chimes"],
+    ]
     assert labels[:, 0].sum() == 0  # the start token is never a boundary
     assert (labels[tokens == END_ID] == 0).all() and (labels[tokens == PAD_ID] == 0).all()
     # a rollout's layout (no start), and a caption cut at max_len (no end): last word ends it
@@ -282,14 +294,16 @@ def test_rollout_matches_teacher_forcing():
         assert torch.allclose(tf[r.mask], expected[r.mask], atol=1e-5)
         # the goals matter: the same tokens under other goals score differently
         other, _ = agent.worker_forward(memory, with_start(r.tokens), r.step_goals().flip(0))
-        assert not torch.allclose(other.gather(2, r.tokens[..., None]).squeeze(-1)[r.mask],
-                                  r.logprobs[r.mask], atol=1e-3)
+        assert not torch.allclose(
+            other.gather(2, r.tokens[..., None]).squeeze(-1)[r.mask], r.logprobs[r.mask], atol=1e-3
+        )
 
         g = agent.rollout(memory, critic, greedy=True)
         check_rollout(g, 4, agent.bmt.cfg.max_len, TINY_AGENT.goal_dim)
         tf = agent.teacher_forced(memory, with_start(g.tokens), critic)
-        assert torch.allclose(tf.gather(2, g.tokens[..., None]).squeeze(-1)[g.mask],
-                              g.logprobs[g.mask], atol=1e-5)
+        assert torch.allclose(
+            tf.gather(2, g.tokens[..., None]).squeeze(-1)[g.mask], g.logprobs[g.mask], atol=1e-5
+        )
         assert torch.equal(tf.argmax(-1)[g.mask], g.tokens[g.mask])
 
 
@@ -299,23 +313,29 @@ def test_goal_noise_only_when_sampling():
     std, dim = TINY_AGENT.goal_std, TINY_AGENT.goal_dim
     at_mean = -dim * (math.log(std) + 0.5 * math.log(2 * math.pi))
     with torch.no_grad():
-        runs = [agent.rollout(memory, critic, greedy=True,
-                              generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
-        sampled = [agent.rollout(memory, critic, generator=torch.Generator().manual_seed(s))
-                   for s in (0, 1)]
+        runs = [
+            agent.rollout(memory, critic, greedy=True, generator=torch.Generator().manual_seed(s))
+            for s in (0, 1)
+        ]
+        sampled = [
+            agent.rollout(memory, critic, generator=torch.Generator().manual_seed(s))
+            for s in (0, 1)
+        ]
     for r in runs:
         real = torch.arange(r.goals.shape[1])[None] < r.n_segments[:, None]  # (B, K)
         assert torch.equal(r.goals, r.goal_means)
-        assert torch.allclose(r.goal_logprobs[real], torch.full_like(r.goal_logprobs[real],
-                                                                     at_mean))
+        assert torch.allclose(
+            r.goal_logprobs[real], torch.full_like(r.goal_logprobs[real], at_mean)
+        )
     assert all(torch.equal(a, b) for a, b in zip(runs[0], runs[1]))
     for r in sampled:
         real = torch.arange(r.goals.shape[1])[None] < r.n_segments[:, None]
         noise = (r.goals - r.goal_means)[real]  # (N, G)
         assert 0.5 * std < noise.std() < 1.5 * std
         assert (r.goal_logprobs[real] < at_mean).all()
-    assert not torch.equal(sampled[0].tokens, sampled[1].tokens) or \
-        not torch.equal(sampled[0].goals, sampled[1].goals)
+    assert not torch.equal(sampled[0].tokens, sampled[1].tokens) or not torch.equal(
+        sampled[0].goals, sampled[1].goals
+    )
 
 
 @pytest.mark.parametrize("modalities", ["video", "audio"])
@@ -342,7 +362,8 @@ def test_encoder_runs_once_and_decoder_steps_one_token():
     encoder_calls, step_widths = [], []
     agent.bmt.encoder.register_forward_hook(lambda *_: encoder_calls.append(1))
     agent.bmt.decoder.layers[0].register_forward_pre_hook(
-        lambda _, args: step_widths.append(args[0].shape[1]))
+        lambda _, args: step_widths.append(args[0].shape[1])
+    )
     with torch.no_grad():
         r = agent.rollout(memory_for(agent), critic, generator=torch.Generator().manual_seed(0))
     assert len(encoder_calls) == 1
@@ -362,9 +383,18 @@ def test_gradients_reach_worker_manager_and_value_heads():
     def reached(module: torch.nn.Module) -> bool:
         return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
 
-    for name in ("out", "mix", "goal_query", "attend", "gate",  # worker
-                 "manager_cell", "goal_mean", "manager_in",  # manager, via goal_logprobs
-                 "worker_value", "manager_value"):  # baselines
+    for name in (
+        "out",
+        "mix",
+        "goal_query",
+        "attend",
+        "gate",  # worker
+        "manager_cell",
+        "goal_mean",
+        "manager_in",  # manager, via goal_logprobs
+        "worker_value",
+        "manager_value",
+    ):  # baselines
         assert reached(getattr(agent, name)), name
     assert reached(agent.bmt.decoder) and reached(agent.bmt.encoder)
     assert all(p.grad is None for p in critic.parameters())  # the critic only decides

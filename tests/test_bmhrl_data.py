@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
+
 from vidrepro.bmhrl.data import (
     END_ID,
     PAD_ID,
@@ -53,15 +54,26 @@ def _write_video(root: Path, video_id: str, rows: int, audio_rows: int, seed: in
 def handmade(tmp_path) -> Path:
     """Three videos; v_b's val_1 annotation repeats a segment, val_2 annotates differently."""
     train = [
-        AnetVideo("v_a", 10.0, (Event(0.0, 4.0, "A red box grows"),
-                                Event(5.0, 10.0, "the red box shrinks"))),
+        AnetVideo(
+            "v_a",
+            10.0,
+            (Event(0.0, 4.0, "A red box grows"), Event(5.0, 10.0, "the red box shrinks")),
+        ),
         AnetVideo("v_b", 20.0, (Event(2.0, 3.0, "a bell rings"),)),
         AnetVideo("v_c", 8.0, (Event(1.0, 7.5, "a blue ball bounces"),)),
     ]
     activitynet.write_annotations(tmp_path / "train.json", train)
-    val_1 = [AnetVideo("v_b", 20.0, (Event(2.0, 3.0, "a bell rings"),
-                                     Event(2.0, 3.0, "you hear a bell"),
-                                     Event(10.0, 20.0, "a red box appears")))]
+    val_1 = [
+        AnetVideo(
+            "v_b",
+            20.0,
+            (
+                Event(2.0, 3.0, "a bell rings"),
+                Event(2.0, 3.0, "you hear a bell"),
+                Event(10.0, 20.0, "a red box appears"),
+            ),
+        )
+    ]
     val_2 = [AnetVideo("v_b", 20.0, (Event(1.5, 3.5, "a bell chimes"),))]
     activitynet.write_annotations(tmp_path / "val_1.json", val_1)
     activitynet.write_annotations(tmp_path / "val_2.json", val_2)
@@ -107,13 +119,19 @@ def test_items_are_the_events_with_their_feature_rows(tiny, tiny_vocab):
         assert (item.start, item.end, item.duration) == (event.start, event.end, video.duration)
         assert item.sentence == event.sentence
         assert list(item.tokens) == tiny_vocab.encode(event.sentence)
-        stacks = {k: activitynet.load_features(tiny / (VGGISH_DIR if k == "audio" else I3D_DIR),
-                                               item.video_id, k) for k in ("rgb", "flow", "audio")}
-        lo, hi = activitynet.feature_rows(len(stacks["rgb"]), event.start, event.end,
-                                          video.duration)
+        stacks = {
+            k: activitynet.load_features(
+                tiny / (VGGISH_DIR if k == "audio" else I3D_DIR), item.video_id, k
+            )
+            for k in ("rgb", "flow", "audio")
+        }
+        lo, hi = activitynet.feature_rows(
+            len(stacks["rgb"]), event.start, event.end, video.duration
+        )
         np.testing.assert_array_equal(item.video, stacks["rgb"][lo:hi] + stacks["flow"][lo:hi])
-        lo, hi = activitynet.feature_rows(len(stacks["audio"]), event.start, event.end,
-                                          video.duration)
+        lo, hi = activitynet.feature_rows(
+            len(stacks["audio"]), event.start, event.end, video.duration
+        )
         np.testing.assert_array_equal(item.audio, stacks["audio"][lo:hi])
         assert item.video.dtype == item.audio.dtype == np.float32
         np.testing.assert_array_equal(uncached[i].video, item.video)
@@ -142,9 +160,9 @@ def test_collate_pads_rows_and_tokens_with_masks(handmade):
         assert batch.audio_mask[b].sum() == len(it.audio)
         assert batch.tokens_mask[b].sum() == len(it.tokens)
         assert torch.equal(batch.video[b, : len(it.video)], torch.from_numpy(it.video))
-        assert (batch.video[b, len(it.video):] == 0).all()
+        assert (batch.video[b, len(it.video) :] == 0).all()
         assert batch.tokens[b, : len(it.tokens)].tolist() == list(it.tokens)
-        assert (batch.tokens[b, len(it.tokens):] == PAD_ID).all()
+        assert (batch.tokens[b, len(it.tokens) :] == PAD_ID).all()
     assert batch.video_ids == ["v_a", "v_a", "v_b", "v_c"] and batch.events == [0, 1, 0, 0]
     assert batch.segments[1] == (5.0, 10.0) and batch.durations[3] == 8.0
     loader = DataLoader(data, batch_size=3, collate_fn=collate)
@@ -213,13 +231,16 @@ def _glove(path: Path, lines: list[str]) -> Path:
 def test_read_glove_keeps_vocabulary_words(tmp_path):
     vocab = Vocab([*Vocab.build([]).itos, "the", ". . .", "box", "absent"])
     dim = 3
-    path = _glove(tmp_path / "glove.txt", [
-        "the 0.1 0.2 0.3",
-        "other 9 9 9",
-        ". . . 1.5 -2 3e-1",  # a token with spaces: the last dim fields are the vector
-        "box 4 5 6 ",  # trailing space
-        "the 7 7 7",  # a repeat: the first row wins
-    ])
+    path = _glove(
+        tmp_path / "glove.txt",
+        [
+            "the 0.1 0.2 0.3",
+            "other 9 9 9",
+            ". . . 1.5 -2 3e-1",  # a token with spaces: the last dim fields are the vector
+            "box 4 5 6 ",  # trailing space
+            "the 7 7 7",  # a repeat: the first row wins
+        ],
+    )
     matrix, found = read_glove(path, vocab, dim=dim, seed=3)
     assert matrix.shape == (len(vocab), dim) and matrix.dtype == np.float32 and found == 3
     np.testing.assert_allclose(matrix[vocab.stoi["the"]], [0.1, 0.2, 0.3], rtol=1e-6)
@@ -247,8 +268,9 @@ def test_read_glove_malformed_lines_name_file_and_line(tmp_path):
         read_glove(bad, vocab, dim=3)
 
 
-def _cosines(matrix: np.ndarray, vocab: Vocab, a: tuple[str, ...], b: tuple[str, ...]
-             ) -> np.ndarray:
+def _cosines(
+    matrix: np.ndarray, vocab: Vocab, a: tuple[str, ...], b: tuple[str, ...]
+) -> np.ndarray:
     unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True).clip(1e-12)
     rows_a = unit[[vocab.stoi[w] for w in a]]
     rows_b = unit[[vocab.stoi[w] for w in b]]
@@ -278,5 +300,6 @@ def test_trained_embeddings_are_deterministic_given_the_seed(tiny, tiny_vocab):
     assert not np.allclose(a, b)
     # Another seed rotates the fitted vectors: their cosines do not change.
     words = COLOURS + VERBS
-    np.testing.assert_allclose(_cosines(a, tiny_vocab, words, words),
-                               _cosines(b, tiny_vocab, words, words), atol=1e-5)
+    np.testing.assert_allclose(
+        _cosines(a, tiny_vocab, words, words), _cosines(b, tiny_vocab, words, words), atol=1e-5
+    )

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from vidrepro.bmhrl.model import (
     BMT,
     Memory,
@@ -74,8 +75,11 @@ def test_shapes(modalities):
     logp = model(video, vmask, audio, amask, tokens)
     assert logp.shape == (3, 8, cfg.vocab_size)
     assert torch.allclose(logp.exp().sum(-1), torch.ones(3, 8), atol=1e-5)
-    for out in (greedy_decode(model, memory, 6), beam_decode(model, memory, 3, 6),
-                sample(model, memory, 6)[0]):
+    for out in (
+        greedy_decode(model, memory, 6),
+        beam_decode(model, memory, 3, 6),
+        sample(model, memory, 6)[0],
+    ):
         assert out.shape[0] == 3
         check_layout(out, cfg, 6)
     tokens_s, logprobs = sample(model, memory, 6)
@@ -91,8 +95,9 @@ def test_single_modality_has_no_bimodal_parts():
         video_only.encode(None, None, torch.randn(1, 3, video_only.cfg.d_audio), None)
 
 
-@pytest.mark.parametrize(("modalities", "fusion"), [(m, "mean") for m in MODALITIES]
-                         + [("audio_video", "bridge")])
+@pytest.mark.parametrize(
+    ("modalities", "fusion"), [(m, "mean") for m in MODALITIES] + [("audio_video", "bridge")]
+)
 def test_padding_rows_do_not_change_outputs(modalities, fusion):
     """Each sample alone, unpadded == the same sample in a padded batch with garbage padding."""
     model = model_for(modalities, fusion=fusion)
@@ -104,8 +109,8 @@ def test_padding_rows_do_not_change_outputs(modalities, fusion):
     batched = model(video, vmask, audio, amask, tokens)
     for i in range(3):
         nv, na = int(vmask[i].sum()), int(amask[i].sum())
-        alone = model(video[i:i + 1, :nv], None, audio[i:i + 1, :na], None, tokens[i:i + 1])
-        torch.testing.assert_close(batched[i:i + 1], alone, atol=1e-5, rtol=1e-4)
+        alone = model(video[i : i + 1, :nv], None, audio[i : i + 1, :na], None, tokens[i : i + 1])
+        torch.testing.assert_close(batched[i : i + 1], alone, atol=1e-5, rtol=1e-4)
 
 
 def test_causal_masking():
@@ -128,7 +133,7 @@ def test_cached_decoding_equals_full_decoding():
     full = model.decode(memory, tokens)
     cache = model.init_cache(memory)
     steps = [model.decode(memory, tokens[:, :3], cache)]  # a chunk, then single tokens
-    steps += [model.decode(memory, tokens[:, t:t + 1], cache) for t in range(3, tokens.shape[1])]
+    steps += [model.decode(memory, tokens[:, t : t + 1], cache) for t in range(3, tokens.shape[1])]
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-4)
 
 
@@ -198,8 +203,9 @@ def test_beam_is_well_formed_and_scores_its_captions(end_bias):
     greedy = greedy_decode(model, memory, 12)
     beam = beam_decode(model, memory, 4, 12)
     check_layout(beam, model.cfg, 12)
-    assert (sequence_logprob(model, memory, beam) >= sequence_logprob(model, memory, greedy)
-            - 1e-5).all()
+    assert (
+        sequence_logprob(model, memory, beam) >= sequence_logprob(model, memory, greedy) - 1e-5
+    ).all()
     longer = beam_decode(model, memory, 4, 12, length_penalty=1.0)
     check_layout(longer, model.cfg, 12)
     n_beam, n_longer = (beam != model.cfg.pad_id).sum(1), (longer != model.cfg.pad_id).sum(1)
@@ -216,8 +222,9 @@ def test_sample_logprobs_match_teacher_forcing_and_generator():
     again, _ = sample(model, memory, 10, generator=torch.Generator().manual_seed(5))
     assert torch.equal(tokens, again)
     assert logprobs.requires_grad
-    torch.testing.assert_close(logprobs.sum(1), sequence_logprob(model, memory, tokens),
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        logprobs.sum(1), sequence_logprob(model, memory, tokens), atol=1e-5, rtol=1e-4
+    )
     after_end = (tokens == cfg.end_id).long().cumsum(1) - (tokens == cfg.end_id).long() > 0
     assert (logprobs[after_end] == 0).all()
 
@@ -258,8 +265,14 @@ def test_config_json_round_trip(tmp_path):
     cfg.to_json(tmp_path / "c.json")
     assert ModelConfig.from_json(tmp_path / "c.json") == cfg
     full = ModelConfig.named("full")
-    assert (full.d_video, full.d_audio, full.d_model, full.d_word, full.heads, full.layers) == \
-        (1024, 128, 1024, 300, 4, 2)
+    assert (full.d_video, full.d_audio, full.d_model, full.d_word, full.heads, full.layers) == (
+        1024,
+        128,
+        1024,
+        300,
+        4,
+        2,
+    )
     assert full.ff_width("video") == 4096 and full.ff_width("caption") == 1200
     with pytest.raises(ValueError, match="vocab_size"):
         BMT(full)
@@ -269,6 +282,7 @@ def test_config_json_round_trip(tmp_path):
         dataclasses.replace(cfg, modalities="text")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fusion", ["mean", "bridge"])
 def test_tiny_model_overfits_four_captions(fusion):
     """The whole stack learns, with either fusion of the two cross-attentions: 4 (features,

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+
 from vidrepro.bmhrl.data import END_ID, PAD_ID, UNK_ID, Vocab
 from vidrepro.bmhrl.model import label_smoothed_kl
 from vidrepro.bmhrl.rewards import (
@@ -50,16 +51,20 @@ def random_captions(vocab: Vocab, b: int = 6, t: int = 9, seed: int = 0) -> torc
     for i in range(b - 1):  # the last row is cut at max_len: no end
         n = int(torch.randint(0, t, (1,), generator=g))
         tokens[i, n] = END_ID
-        tokens[i, n + 1:] = PAD_ID
+        tokens[i, n + 1 :] = PAD_ID
     tokens[1, 0], tokens[1, 1:] = END_ID, PAD_ID  # an empty caption
     return tokens
 
 
 def test_prefix_texts_and_mask(vocab):
     a = ids(vocab, "a man plays")
-    tokens = torch.tensor([[a[0], a[1], UNK_ID, a[2], END_ID, PAD_ID],
-                           [*ids(vocab, "dog runs"), PAD_ID, PAD_ID, PAD_ID, PAD_ID],
-                           [END_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID]])
+    tokens = torch.tensor(
+        [
+            [a[0], a[1], UNK_ID, a[2], END_ID, PAD_ID],
+            [*ids(vocab, "dog runs"), PAD_ID, PAD_ID, PAD_ID, PAD_ID],
+            [END_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID],
+        ]
+    )
     assert caption_mask(tokens).sum(1).tolist() == [5, 2, 1]
     assert prefix_texts(tokens, vocab) == [
         ["a", "a man", "a man", "a man plays", "a man plays"],
@@ -86,6 +91,7 @@ def test_cider_token_rewards_sum_to_caption_score(vocab):
     assert r[2, 0].item() == pytest.approx(first, rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.java
 @pytest.mark.skipif(shutil.which("java") is None, reason="needs a java runtime")
 def test_meteor_scorer_batches_one_process(vocab):
@@ -95,8 +101,9 @@ def test_meteor_scorer_batches_one_process(vocab):
         proc = scorer.meteor.meteor_p
         batch = scorer.score(cands, refs)
         # pycocoevalcap, one pair per call, on the same Java process
-        one_by_one = [scorer.meteor.compute_score({0: r}, {0: [c]})[1][0]
-                      for c, r in zip(cands, refs)]
+        one_by_one = [
+            scorer.meteor.compute_score({0: r}, {0: [c]})[1][0] for c, r in zip(cands, refs)
+        ]
         np.testing.assert_allclose(batch, one_by_one, rtol=0, atol=1e-12)
         assert batch[0] > batch[1] > 0 and batch[3] == 0
         scorer.chunk = 2  # several SCORE chunks before the EVAL line
@@ -159,8 +166,9 @@ def test_gaussian_logprob():
     x = mean + std * torch.randn(3, 4, 8)
     expected = torch.distributions.Normal(mean, std).log_prob(x).sum(-1)
     torch.testing.assert_close(gaussian_logprob(x, mean, std), expected)
-    torch.testing.assert_close(gaussian_logprob(x, mean, 0.3),
-                               torch.distributions.Normal(mean, 0.3).log_prob(x).sum(-1))
+    torch.testing.assert_close(
+        gaussian_logprob(x, mean, 0.3), torch.distributions.Normal(mean, 0.3).log_prob(x).sum(-1)
+    )
 
 
 def test_biased_kl():
@@ -172,8 +180,9 @@ def test_biased_kl():
     agent = torch.randint(4, v, (b, t), generator=g)
     offset = torch.rand(b, t, generator=g)
     plain = label_smoothed_kl(logprobs, target, PAD_ID, s)
-    torch.testing.assert_close(biased_kl(logprobs, target, agent, torch.zeros(b, t), PAD_ID, s),
-                               plain)
+    torch.testing.assert_close(
+        biased_kl(logprobs, target, agent, torch.zeros(b, t), PAD_ID, s), plain
+    )
     # agent word = reference word: plain label smoothing whatever the offset
     torch.testing.assert_close(biased_kl(logprobs, target, target, offset, PAD_ID, s), plain)
     # offset 1: the (1 - s) mass sits on the agent's word, none on the reference word

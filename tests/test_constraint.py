@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from vidrepro.metrics.constraint import (
     best_pair,
     best_state_change,
@@ -18,8 +19,14 @@ from vidrepro.metrics.constraint import (
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def random_probs(n: int, batch: tuple[int, ...], length: int, seed: int, levels: int | None = None,
-                 zeros: float = 0.0) -> list[torch.Tensor]:
+def random_probs(
+    n: int,
+    batch: tuple[int, ...],
+    length: int,
+    seed: int,
+    levels: int | None = None,
+    zeros: float = 0.0,
+) -> list[torch.Tensor]:
     """n tensors (*batch, T) in [0, 1); quantised to ``levels`` values (many ties) if given."""
     g = torch.Generator().manual_seed(seed)
     p = torch.rand(n, *batch, length, generator=g)
@@ -40,8 +47,11 @@ def loop_reference(p_init, p_action, p_end, max_distance=None) -> tuple[int, int
     with np.errstate(divide="ignore"):  # log 0 = -inf is meant
         li, la, le = (np.log(np.asarray(p, dtype=np.float32)) for p in (p_init, p_action, p_end))
     d = max_distance or len(li)
-    triples = [(s1, a, s2) for s1, a, s2 in itertools.combinations(range(len(li)), 3)
-               if a - s1 <= d and s2 - a <= d]
+    triples = [
+        (s1, a, s2)
+        for s1, a, s2 in itertools.combinations(range(len(li)), 3)
+        if a - s1 <= d and s2 - a <= d
+    ]
     return min(triples, key=lambda t: (-(li[t[0]] + (la[t[1]] + le[t[2]])), t))
 
 
@@ -65,7 +75,9 @@ def quadratic_reference(p_init, p_action, p_end, max_distance=None) -> tuple[int
 @pytest.mark.parametrize("levels", [None, 3])
 def test_equals_brute_force_batched(length, max_distance, levels):
     batch = 8 if length == 64 else 64
-    probs = random_probs(3, (batch,), length, seed=length * 131 + (max_distance or 0), levels=levels)
+    probs = random_probs(
+        3, (batch,), length, seed=length * 131 + (max_distance or 0), levels=levels
+    )
     fast = best_state_change(*probs, max_distance=max_distance)
     assert fast.s1.shape == (batch,) and fast.s1.dtype == torch.long
     assert_same(fast, brute_force_state_change(*probs, max_distance=max_distance))
@@ -84,7 +96,10 @@ def test_unbatched_and_leading_dims(length, max_distance):
     one = best_state_change(*(p[1, 2] for p in probs), max_distance=max_distance)
     assert one.s1.shape == () and one.log_score.shape == ()
     assert (int(one.s1), int(one.a), int(one.s2)) == (
-        int(fast.s1[1, 2]), int(fast.a[1, 2]), int(fast.s2[1, 2]))
+        int(fast.s1[1, 2]),
+        int(fast.a[1, 2]),
+        int(fast.s2[1, 2]),
+    )
 
 
 @pytest.mark.parametrize("max_distance", [None, 2])
@@ -117,14 +132,17 @@ def test_ties_take_lexicographically_smallest():
 NEAR_ONE = 1 - 2**-24  # log = -6e-8, which vanishes next to log(1e-20) = -46 in float32
 
 
-@pytest.mark.parametrize("probs, expected", [
-    # (0, 1, 3) ties (1, 2, 3) only after rounding: the s1 choice
-    (([NEAR_ONE, 1, 0, 0], [0, 1e-20, 1e-20, 0], [0, 0, 0, 1e-20]), (0, 1, 3)),
-    # (0, 1, 3) ties (0, 2, 3) only after rounding: the a choice
-    (([1e-20, 0, 0, 0], [0, NEAR_ONE, 1, 0], [0, 0, 0, 1]), (0, 1, 3)),
-    # (0, 1, 2) ties (0, 1, 3) only after rounding: the s2 choice
-    (([1e-20, 0, 0, 0], [0, 1, 0, 0], [0, 0, NEAR_ONE, 1]), (0, 1, 2)),
-])
+@pytest.mark.parametrize(
+    "probs, expected",
+    [
+        # (0, 1, 3) ties (1, 2, 3) only after rounding: the s1 choice
+        (([NEAR_ONE, 1, 0, 0], [0, 1e-20, 1e-20, 0], [0, 0, 0, 1e-20]), (0, 1, 3)),
+        # (0, 1, 3) ties (0, 2, 3) only after rounding: the a choice
+        (([1e-20, 0, 0, 0], [0, NEAR_ONE, 1, 0], [0, 0, 0, 1]), (0, 1, 3)),
+        # (0, 1, 2) ties (0, 1, 3) only after rounding: the s2 choice
+        (([1e-20, 0, 0, 0], [0, 1, 0, 0], [0, 0, NEAR_ONE, 1]), (0, 1, 2)),
+    ],
+)
 def test_rounding_ties_follow_the_rule(probs, expected):
     """Two triples whose terms differ can have equal float32 scores; the smallest still wins."""
     probs = [torch.tensor(p, dtype=torch.float32) for p in probs]
@@ -143,8 +161,10 @@ def test_zeros(max_distance):
     assert tuple(map(int, fast[:3])) == (0, 1, 2) and fast.log_score == -math.inf
     probs = random_probs(3, (64,), 12, seed=5, zeros=0.6)  # many videos with -inf everywhere
     probs[1][:5] = 0.0  # and a video with no possible action at all
-    assert_same(best_state_change(*probs, max_distance=max_distance),
-                brute_force_state_change(*probs, max_distance=max_distance))
+    assert_same(
+        best_state_change(*probs, max_distance=max_distance),
+        brute_force_state_change(*probs, max_distance=max_distance),
+    )
     only = torch.zeros(3, 9)
     only[0, 6], only[1, 7], only[2, 8] = 1.0, 1.0, 1.0  # the only non-zero triple
     assert tuple(map(int, best_state_change(*only)[:3])) == (6, 7, 8)
@@ -155,8 +175,10 @@ def test_no_underflow():
     g = torch.Generator().manual_seed(0)
     probs = [10 ** -(20 + 10 * torch.rand(12, generator=g)) for _ in range(3)]  # float32
     assert float(probs[0].min() * probs[1].min() * probs[2].min()) == 0.0
-    expected = max(itertools.combinations(range(12), 3),
-                   key=lambda t: np.prod([probs[k][t[k]].double().numpy() for k in range(3)]))
+    expected = max(
+        itertools.combinations(range(12), 3),
+        key=lambda t: np.prod([probs[k][t[k]].double().numpy() for k in range(3)]),
+    )
     assert tuple(map(int, best_state_change(*probs)[:3])) == expected
 
 
@@ -183,7 +205,10 @@ def test_long_video_planted_answer():
     p_init[100], p_init[1100], p_action[1300], p_end[1450] = 1.0, 0.9, 1.0, 1.0
     assert tuple(map(int, best_state_change(p_init, p_action, p_end)[:3])) == (100, 1300, 1450)
     assert tuple(map(int, best_state_change(p_init, p_action, p_end, 500)[:3])) == (
-        1100, 1300, 1450)
+        1100,
+        1300,
+        1450,
+    )
 
 
 def test_errors():

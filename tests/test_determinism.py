@@ -25,25 +25,38 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-
 from demo_project import notebook
+
 from vidrepro import determinism, runs
 from vidrepro import params as P
 from vidrepro.data.synthetic import datasets
 
 # Every kind small enough to build three times in a few seconds (test_synthetic's SMALL, fewer
 # items; qa's tiny default has hundreds of videos).
-SIZE = replace(datasets.SIZES["tiny"], clips=(2, 1, 1), refs=3, images=3, sentences=10,
-               pretrain_videos=2,
-               segments=4, stories=(1, 1, 1), dense=(1, 1), state_videos=(2, 1),
-               state_categories=2, qa=(1, 1, 1))
+SIZE = replace(
+    datasets.SIZES["tiny"],
+    clips=(2, 1, 1),
+    refs=3,
+    images=3,
+    sentences=10,
+    pretrain_videos=2,
+    segments=4,
+    stories=(1, 1, 1),
+    dense=(1, 1),
+    state_videos=(2, 1),
+    state_categories=2,
+    qa=(1, 1, 1),
+)
 MEDIA = {".mp4", ".jpg", ".txt"}  # what each seed must change (.txt: the text corpus)
 
 
 def digests(folder: Path) -> dict[str, str]:
     """{relative path: sha256} of every file under ``folder``."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -78,6 +91,8 @@ def assert_moved(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]
 
 # --- 1. data -----------------------------------------------------------------------------------
 
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", datasets.KINDS)
 def test_synthetic_data_is_byte_identical_for_a_seed(kind, tmp_path):
     """Two builds with one seed: the same files, byte for byte (videos included: an encoder
@@ -97,6 +112,7 @@ def test_synthetic_data_is_byte_identical_for_a_seed(kind, tmp_path):
 
 
 # --- 2. training -------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def captions(tmp_path_factory):
@@ -121,14 +137,16 @@ def test_blip2_pretraining_and_finetuning_repeat_bit_for_bit(captions, pinned):
         p = captions.model_copy(update={"seed": seed})
         torch.manual_seed(p.seed)  # train.main
         model = pipeline.load("tiny_t5", p)
-        image = train.pretrain_image_text(model, pipeline.images(p), LoopConfig(steps=2, lr=3e-3),
-                                          batch_size=2, seed=p.seed)
+        image = train.pretrain_image_text(
+            model, pipeline.images(p), LoopConfig(steps=2, lr=3e-3), batch_size=2, seed=p.seed
+        )
         if not finetune:
             return state(model), image, None
         trainable.configure(model, lora=True)  # 02_finetune's pipeline.load(init, lora=True)
         clips = pipeline.videos(p, "train", 2, train=True, augment=True)
-        video = train.finetune(model, clips, LoopConfig(steps=2, lr=3e-3), batch_size=2,
-                               seed=p.seed)
+        video = train.finetune(
+            model, clips, LoopConfig(steps=2, lr=3e-3), batch_size=2, seed=p.seed
+        )
         return state(model), image, video
 
     first, i1, v1 = run(0)
@@ -144,10 +162,12 @@ def test_blip2_pretraining_and_finetuning_repeat_bit_for_bit(captions, pinned):
 
 @pytest.fixture(scope="module")
 def dense(tmp_path_factory):
-    return datasets.build("dense", tmp_path_factory.mktemp("dense"), seed=0,
-                          size=replace(SIZE, dense=(3, 1)))
+    return datasets.build(
+        "dense", tmp_path_factory.mktemp("dense"), seed=0, size=replace(SIZE, dense=(3, 1))
+    )
 
 
+@pytest.mark.slow
 def test_bmhrl_warm_start_and_hrl_repeat_bit_for_bit(dense, pinned):
     """The warm start (dropout, fitted embeddings) and the hierarchical RL phases (sampled
     captions and Gaussian goals from torch's global generator, delta-CIDEr-D rewards)."""
@@ -169,8 +189,18 @@ def test_bmhrl_warm_start_and_hrl_repeat_bit_for_bit(dense, pinned):
 
     def hrl(seed):
         determinism.configure()
-        p = HrlParams(init="tiny", critic="", rounds=1, worker_steps=2, manager_steps=1,
-                      lr=1e-3, batch_size=2, reward="cider", dense_root=str(dense), seed=seed)
+        p = HrlParams(
+            init="tiny",
+            critic="",
+            rounds=1,
+            worker_steps=2,
+            manager_steps=1,
+            lr=1e-3,
+            batch_size=2,
+            reward="cider",
+            dense_root=str(dense),
+            seed=seed,
+        )
         agent, critic, _, history = train.train_hrl(p, None)
         return state(agent), state(critic), history
 
@@ -184,8 +214,12 @@ def test_bmhrl_warm_start_and_hrl_repeat_bit_for_bit(dense, pinned):
 
 @pytest.fixture(scope="module")
 def changeit(tmp_path_factory):
-    return datasets.build("states", tmp_path_factory.mktemp("changeit"), seed=0,
-                          size=replace(SIZE, state_videos=(3, 1)))
+    return datasets.build(
+        "states",
+        tmp_path_factory.mktemp("changeit"),
+        seed=0,
+        size=replace(SIZE, state_videos=(3, 1)),
+    )
 
 
 def test_object_states_training_repeats_bit_for_bit(changeit, pinned):
@@ -196,9 +230,10 @@ def test_object_states_training_repeats_bit_for_bit(changeit, pinned):
 
     def run(seed):
         determinism.configure()
-        p = TrainParams(data_root=str(changeit), steps=3, batch_size=2, lr=1e-2,
-                        lr_backbone=1e-3, seed=seed)
-        (model, history), = train.train(p, None).values()
+        p = TrainParams(
+            data_root=str(changeit), steps=3, batch_size=2, lr=1e-2, lr_backbone=1e-3, seed=seed
+        )
+        ((model, history),) = train.train(p, None).values()
         return p, model, history
 
     p, first, h1 = run(0)
@@ -227,18 +262,38 @@ def test_merlot_pretraining_repeats_bit_for_bit(merlot_data):
     loss and optimizer) and start from parameters of ``init_params``' shapes drawn by numpy from
     the seed (JAX's own key-to-init path is not what this test is about)."""
     import jax
+
     from vidrepro.merlot import models, pipeline, train
     from vidrepro.merlot.input_pipeline import Pretraining
     from vidrepro.merlot.models import ModelConfig
     from vidrepro.merlot.params import PretrainParams
 
-    p = PretrainParams(pretrain_root=str(merlot_data / "pretrain"),
-                       qa_root=str(merlot_data / "qa"), steps=4, lr=3e-3, warmup=1,
-                       batch_size=2, image_size=16, segments=4, shuffle_prob=0.5)
+    p = PretrainParams(
+        pretrain_root=str(merlot_data / "pretrain"),
+        qa_root=str(merlot_data / "qa"),
+        steps=4,
+        lr=3e-3,
+        warmup=1,
+        batch_size=2,
+        image_size=16,
+        segments=4,
+        shuffle_prob=0.5,
+    )
     tokenizer = pipeline.tokenizer_for(p)
-    cfg = ModelConfig(vocab_size=-(-len(tokenizer) // 64) * 64, image_size=p.frame_hw,
-                      stem_width=8, stages=((8, 1, 2), (16, 1, 2)), vit_width=16, vit_layers=1,
-                      vit_heads=2, hidden=32, layers=2, heads=2, text_len=6, max_segments=6)
+    cfg = ModelConfig(
+        vocab_size=-(-len(tokenizer) // 64) * 64,
+        image_size=p.frame_hw,
+        stem_width=8,
+        stages=((8, 1, 2), (16, 1, 2)),
+        vit_width=16,
+        vit_layers=1,
+        vit_heads=2,
+        hidden=32,
+        layers=2,
+        heads=2,
+        text_len=6,
+        max_segments=6,
+    )
     shapes = jax.eval_shape(partial(models.init_params, cfg), jax.random.key(0))
 
     def init(seed):
@@ -246,9 +301,13 @@ def test_merlot_pretraining_repeats_bit_for_bit(merlot_data):
 
         def leaf(path, s):
             name = jax.tree_util.keystr(path)
-            fill = (np.ones(s.shape) if name.endswith("['scale']") else
-                    np.zeros(s.shape) if name.endswith("['bias']") else
-                    rng.normal(0.0, 0.05, s.shape))
+            fill = (
+                np.ones(s.shape)
+                if name.endswith("['scale']")
+                else np.zeros(s.shape)
+                if name.endswith("['bias']")
+                else rng.normal(0.0, 0.05, s.shape)
+            )
             return jax.numpy.asarray(fill, s.dtype)
 
         return jax.tree_util.tree_map_with_path(leaf, shapes)
@@ -260,8 +319,9 @@ def test_merlot_pretraining_repeats_bit_for_bit(merlot_data):
         data = Pretraining.load(Path(p.pretrain_root), p.segments, p.frame_hw)
         params = init(seed)
         batches = lambda step: data.batch(tokenizer, step, p.batch_size, cfg.text_len, seed)
-        out, history = train.fit(train.create_state(params, tx), loss, tx, batches, p.steps,
-                                 seed=seed)
+        out, history = train.fit(
+            train.create_state(params, tx), loss, tx, batches, p.steps, seed=seed
+        )
         return params, out, history
 
     start, first, h1 = run(0)
@@ -269,18 +329,24 @@ def test_merlot_pretraining_repeats_bit_for_bit(merlot_data):
     leaves1 = jax.tree_util.tree_leaves_with_path(first)
     leaves2 = jax.tree_util.tree_leaves(second)
     assert len(leaves1) == len(leaves2)
-    differ = [jax.tree_util.keystr(k) for (k, a), b in zip(leaves1, leaves2)
-              if not np.array_equal(np.asarray(a), np.asarray(b))]
+    differ = [
+        jax.tree_util.keystr(k)
+        for (k, a), b in zip(leaves1, leaves2)
+        if not np.array_equal(np.asarray(a), np.asarray(b))
+    ]
     assert not differ, f"{len(differ)} of {len(leaves1)} leaves differ: {differ[:5]}"
     assert h1.steps == h2.steps and h1.values == h2.values
     assert {"contrastive", "mlm", "temporal"} <= set(h1.values)
-    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(start),
-                                                       jax.tree_util.tree_leaves(first.params)))
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(jax.tree_util.tree_leaves(start), jax.tree_util.tree_leaves(first.params))
+    )
     _, _, h3 = run(1)
     assert h3.values["loss"] != h1.values["loss"]
 
 
 # --- 3. the runner -----------------------------------------------------------------------------
+
 
 class DrawParams(P.Params):
     seed: int = 0
@@ -319,8 +385,9 @@ def draw_root(tmp_path, monkeypatch):
     P.register(PAPER, NOTEBOOK, DrawParams)
     root = tmp_path / "project"
     (root / "notebooks" / PAPER).mkdir(parents=True)
-    nbformat.write(notebook("seed = 0\nn = 64", DRAW),
-                   root / "notebooks" / PAPER / f"{NOTEBOOK}.ipynb")
+    nbformat.write(
+        notebook("seed = 0\nn = 64", DRAW), root / "notebooks" / PAPER / f"{NOTEBOOK}.ipynb"
+    )
     for scale in P.SCALES:
         (root / "params" / PAPER / scale).mkdir(parents=True)
         (root / "params" / PAPER / scale / f"{NOTEBOOK}.yaml").write_text("seed: 5\nn: 64\n")
@@ -337,8 +404,13 @@ def draw_root(tmp_path, monkeypatch):
 def hashing_with_seed_0() -> tuple[int, list[str]]:
     """hash('abc') and a set's order in a fresh interpreter with PYTHONHASHSEED=0."""
     code = f"import json; print(json.dumps([hash('abc'), list(set({WORDS!r}))]))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONHASHSEED": "0"}).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    ).stdout
     value, order = json.loads(out)
     return value, order
 
@@ -369,6 +441,7 @@ def test_a_notebook_step_executed_twice_logs_the_same_metrics(draw_root):
 
 
 # --- 4. thread settings ------------------------------------------------------------------------
+
 
 @pytest.fixture
 def no_thread_env(monkeypatch):
@@ -403,14 +476,22 @@ def test_environment_pins_hashing_and_every_thread_count(no_thread_env):
     no_thread_env.setenv(determinism.THREADS_ENV, "3")
     env = determinism.environment()
     assert env["PYTHONHASHSEED"] == "0"
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                 determinism.THREADS_ENV):
+    for name in (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        determinism.THREADS_ENV,
+    ):
         assert env[name] == "3", name
-    no_thread_env.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8 "
-                                      "--xla_cpu_multi_thread_eigen=false")
+    no_thread_env.setenv(
+        "XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_cpu_multi_thread_eigen=false"
+    )
     flags = determinism.environment()["XLA_FLAGS"].split()
-    assert flags == ["--xla_force_host_platform_device_count=8",
-                     "--xla_cpu_multi_thread_eigen=true", "intra_op_parallelism_threads=3"]
+    assert flags == [
+        "--xla_force_host_platform_device_count=8",
+        "--xla_cpu_multi_thread_eigen=true",
+        "intra_op_parallelism_threads=3",
+    ]
 
 
 def test_configure_pins_threads_and_seeds_every_global_generator(no_thread_env, pinned):

@@ -10,9 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidrepro.data.formats import FormatError, Records
+from vidrepro.data.formats import (
+    FormatError,
+    Records,
+    changeit,
+    lavis,
+    merlot,
+    vatex,
+    videoqa,
+    vist,
+)
 from vidrepro.data.formats import activitynet as anet
-from vidrepro.data.formats import changeit, lavis, merlot, vatex, vist
 from vidrepro.data.formats.errors import load_json
 
 
@@ -210,9 +218,18 @@ def test_vist_round_trip_with_images(tmp_path):
 
 def test_vist_orders_storylets_by_worker_order(tmp_path):
     parts = [
-        [{"storylet_id": str(10 + k), "story_id": "9", "photo_flickr_id": str(100 + k),
-          "album_id": "1", "text": f"t{k}", "original_text": f"T{k}",
-          "worker_arranged_photo_order": k, "tier": "story-in-sequence"}]
+        [
+            {
+                "storylet_id": str(10 + k),
+                "story_id": "9",
+                "photo_flickr_id": str(100 + k),
+                "album_id": "1",
+                "text": f"t{k}",
+                "original_text": f"T{k}",
+                "worker_arranged_photo_order": k,
+                "tier": "story-in-sequence",
+            }
+        ]
         for k in (3, 0, 4, 1, 2)
     ]
     raw = {"images": [], "albums": [], "annotations": parts}
@@ -260,10 +277,14 @@ def test_vist_storylet_without_story_id_breaks_the_file(tmp_path):
 
 def anet_videos():
     return [
-        anet.AnetVideo("v_QOlSCBRmfWY", 82.73, (
-            anet.Event(0.83, 19.86, "A young woman is seen standing in a room."),
-            anet.Event(17.37, 60.81, "She dances around the room."),
-        )),
+        anet.AnetVideo(
+            "v_QOlSCBRmfWY",
+            82.73,
+            (
+                anet.Event(0.83, 19.86, "A young woman is seen standing in a room."),
+                anet.Event(17.37, 60.81, "She dances around the room."),
+            ),
+        ),
         anet.AnetVideo("v_ehGHCYKzyZ8", 61.72, (anet.Event(0.0, 61.72, "A man plays the drums."),)),
     ]
 
@@ -390,8 +411,15 @@ def test_missing_feature_file_is_named(tmp_path):
     assert "video 'v_a'" in str(info.value)
 
 
-@pytest.mark.parametrize("array", [np.zeros((10, 512), np.float32), np.zeros(1024, np.float32),
-                                   np.zeros((0, 1024), np.float32), np.zeros((10, 1024), np.int64)])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.zeros((10, 512), np.float32),
+        np.zeros(1024, np.float32),
+        np.zeros((0, 1024), np.float32),
+        np.zeros((10, 1024), np.int64),
+    ],
+)
 def test_wrong_feature_shape_or_dtype_is_an_error(tmp_path, array):
     (tmp_path / "i3d").mkdir()
     np.save(tmp_path / "i3d" / "v_a_rgb.npy", array)
@@ -438,8 +466,10 @@ def test_changeit_reads_the_real_categories_layout(tmp_path):
 
 
 def test_changeit_categories_round_trip_in_the_original_style(tmp_path):
-    cats = [changeit.Category("apple", "Apple Peeling/Cutting", 0.309),
-            changeit.Category("box", 'Gift, "Box" Wrapping', 0.346)]
+    cats = [
+        changeit.Category("apple", "Apple Peeling/Cutting", 0.309),
+        changeit.Category("box", 'Gift, "Box" Wrapping', 0.346),
+    ]
     changeit.write_categories(tmp_path, cats)
     text = (tmp_path / "categories.csv").read_text()
     assert text.splitlines()[:2] == [
@@ -552,8 +582,13 @@ def test_merlot_round_trip(tmp_path):
 
 
 def merlot_line(segments, video_id="vid", duration=10.0):
-    return json.dumps({"video_id": video_id, "duration": duration,
-                       "segments": [{"start": s, "end": e, "text": "t"} for s, e in segments]})
+    return json.dumps(
+        {
+            "video_id": video_id,
+            "duration": duration,
+            "segments": [{"start": s, "end": e, "text": "t"} for s, e in segments],
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -595,8 +630,6 @@ def test_merlot_repeated_video_is_an_error(tmp_path):
 
 # --- multiple-choice video QA (TVQA / MSRVTT-MC style) ----------------------------------------
 
-from vidrepro.data.formats import videoqa
-
 
 def qa_items():
     return [
@@ -607,8 +640,16 @@ def qa_items():
 
 
 def qa_rows():
-    return [{"qid": i.qid, "video_id": i.video_id, "question": i.question,
-             "answers": list(i.answers), "answer": i.answer} for i in qa_items()]
+    return [
+        {
+            "qid": i.qid,
+            "video_id": i.video_id,
+            "question": i.question,
+            "answers": list(i.answers),
+            "answer": i.answer,
+        }
+        for i in qa_items()
+    ]
 
 
 def test_videoqa_round_trip_real_layout(tmp_path):
@@ -631,10 +672,14 @@ def test_videoqa_round_trip_real_layout(tmp_path):
         (lambda r: r.update(answer=-1), r"entry 1 \(qid 'q1'\): answer index -1 is out of range"),
         (lambda r: r.update(answer=True), r"entry 1 \(qid 'q1'\): 'answer' must be int"),
         (lambda r: r.update(answers=[]), r"entry 1 \(qid 'q1'\): 'answers' is empty"),
-        (lambda r: r.update(answers=["e", 3, "g", "h"]),
-         r"entry 1 \(qid 'q1'\): answers\[1\] must be str"),
-        (lambda r: r.update(answers=["e", "f", "g"]),
-         r"entry 1 \(qid 'q1'\): has 3 answers, but entry 0 \(qid 'q0'\) has 4"),
+        (
+            lambda r: r.update(answers=["e", 3, "g", "h"]),
+            r"entry 1 \(qid 'q1'\): answers\[1\] must be str",
+        ),
+        (
+            lambda r: r.update(answers=["e", "f", "g"]),
+            r"entry 1 \(qid 'q1'\): has 3 answers, but entry 0 \(qid 'q0'\) has 4",
+        ),
         (lambda r: r.update(qid="q0"), r"entry 1 \(qid 'q0'\): qid is listed twice"),
         (lambda r: r.pop("qid"), r"entry 1: missing key 'qid'"),
     ],

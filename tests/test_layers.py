@@ -9,8 +9,19 @@ import pytest
 
 LIB = Path(__file__).resolve().parents[1] / "lib" / "vidrepro"
 PAPERS = {"blip2_video", "bmhrl", "merlot", "object_states"}
-SHARED = {"metrics", "data", "video", "text", "rl", "training", "params", "paths", "plots",
-          "launch", "determinism"}
+SHARED = {
+    "metrics",
+    "data",
+    "video",
+    "text",
+    "rl",
+    "training",
+    "params",
+    "paths",
+    "plots",
+    "launch",
+    "determinism",
+}
 RUNNER = {"runs", "tables", "cli", "notebooks", "stats", "kit"}
 
 
@@ -19,7 +30,7 @@ def imported(path: Path, package: list[str]) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            base = (package[:len(package) - node.level + 1] if node.level else [])
+            base = package[: len(package) - node.level + 1] if node.level else []
             module = ".".join(base + ([node.module] if node.module else []))
             names |= {module} | {f"{module}.{a.name}" for a in node.names}
         elif isinstance(node, ast.Import):
@@ -47,22 +58,32 @@ def test_the_checker_sees_relative_and_absolute_imports(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("from ..metrics.cider import CiderD\nimport vidrepro.video\nfrom . import x\n")
     assert imported(f, ["vidrepro", "bmhrl"]) == {
-        "vidrepro.metrics.cider", "vidrepro.metrics.cider.CiderD", "vidrepro.video",
-        "vidrepro.bmhrl", "vidrepro.bmhrl.x"}
+        "vidrepro.metrics.cider",
+        "vidrepro.metrics.cider.CiderD",
+        "vidrepro.video",
+        "vidrepro.bmhrl",
+        "vidrepro.bmhrl.x",
+    }
 
 
-@pytest.mark.parametrize("rule, allowed", [
-    ("papers never import each other", lambda s, d: not (s in PAPERS and d in PAPERS)),
-    ("shared layers import no paper", lambda s, d: not (s in SHARED and d in PAPERS)),
-    ("the library never imports the runner",
-     lambda s, d: not (s in PAPERS | SHARED and d in RUNNER)),
-])
+@pytest.mark.parametrize(
+    "rule, allowed",
+    [
+        ("papers never import each other", lambda s, d: not (s in PAPERS and d in PAPERS)),
+        ("shared layers import no paper", lambda s, d: not (s in SHARED and d in PAPERS)),
+        (
+            "the library never imports the runner",
+            lambda s, d: not (s in PAPERS | SHARED and d in RUNNER),
+        ),
+    ],
+)
 def test_layering(rule, allowed):
     broken = [line for s, d, line in layer_imports() if not allowed(s, d)]
     assert not broken, f"{rule}:\n" + "\n".join(broken)
 
 
 def test_every_module_belongs_to_a_layer():
-    top = {p.stem for p in LIB.glob("*.py") if p.stem != "__init__"} | \
-          {p.name for p in LIB.iterdir() if (p / "__init__.py").exists()}
+    top = {p.stem for p in LIB.glob("*.py") if p.stem != "__init__"} | {
+        p.name for p in LIB.iterdir() if (p / "__init__.py").exists()
+    }
     assert top <= PAPERS | SHARED | RUNNER, f"no layer for {sorted(top - PAPERS - SHARED - RUNNER)}"

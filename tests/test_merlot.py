@@ -12,13 +12,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from vidrepro.merlot import models, story, train
 from vidrepro.merlot import objectives as O
 from vidrepro.merlot.models import Merlot, ModelConfig
 
-MICRO = ModelConfig(vocab_size=64, image_size=(16, 16), stem_width=8, stages=((8, 1, 2), (16, 1, 2)),
-                    vit_width=16, vit_layers=1, vit_heads=2, hidden=32, layers=2, heads=2,
-                    text_len=6, max_segments=6)
+MICRO = ModelConfig(
+    vocab_size=64,
+    image_size=(16, 16),
+    stem_width=8,
+    stages=((8, 1, 2), (16, 1, 2)),
+    vit_width=16,
+    vit_layers=1,
+    vit_heads=2,
+    hidden=32,
+    layers=2,
+    heads=2,
+    text_len=6,
+    max_segments=6,
+)
 
 
 def batch(seed=0, b=4, s=4, cfg=MICRO):
@@ -47,6 +59,7 @@ def test_named_configs_and_token_counts():
     assert ModelConfig.from_json(MICRO.to_json()) == MICRO
 
 
+@pytest.mark.slow
 def test_shapes(params):
     b = batch()
     tokens, cls = apply(params, Merlot.encode_frames, b["frames"])
@@ -57,6 +70,7 @@ def test_shapes(params):
     assert apply(params, Merlot.pairs, t[:, :, 0], v[:, :, 0], "text_frame").shape == (4, 4, 4, 4)
 
 
+@pytest.mark.slow
 def test_only_the_frame_index_tells_the_order(params):
     """Permuting the frames together with their indices permutes the outputs; so with every
     index hidden the model cannot see the order frames came in, only their content."""
@@ -70,6 +84,7 @@ def test_only_the_frame_index_tells_the_order(params):
     np.testing.assert_allclose(pt, t, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_masking_rate_specials_and_attention_preference():
     text = jnp.asarray(batch(b=64)["text"])
     received = jax.random.uniform(jax.random.key(1), text.shape)
@@ -78,8 +93,7 @@ def test_masking_rate_specials_and_attention_preference():
     assert not bool((masked & (text < O.SPECIAL_IDS)).any())
     rate = float(masked.sum() / (text >= O.SPECIAL_IDS).sum())
     assert 0.1 < rate < 0.3
-    starts_only = O.choose_masked(jax.random.key(2), text, received,
-                                  replace(cfg, mask_rate=0.15))
+    starts_only = O.choose_masked(jax.random.key(2), text, received, replace(cfg, mask_rate=0.15))
     flat_r = np.asarray(received).reshape(64, -1)
     flat_m = np.asarray(starts_only).reshape(64, -1)
     ordinary = np.asarray(text).reshape(64, -1) >= O.SPECIAL_IDS
@@ -87,6 +101,7 @@ def test_masking_rate_specials_and_attention_preference():
     assert np.median(flat_r[flat_m]) > np.median(flat_r[ordinary]) + 0.15
 
 
+@pytest.mark.slow
 def test_corruption_is_80_10_10():
     text = jnp.full((200, 5, 10), 7, jnp.int32)
     masked = jnp.ones(text.shape, bool)
@@ -95,6 +110,7 @@ def test_corruption_is_80_10_10():
     assert abs((out == 7).mean() - 0.1 - 0.1 / 59) < 0.02  # kept, or drawn as itself
 
 
+@pytest.mark.slow
 def test_shuffled_indices_hide_k_frames_with_distinct_slots():
     index, hidden = O.shuffle_indices(jax.random.key(0), 500, 5, 8, O.Objectives(shuffle_prob=0.4))
     index, hidden = np.asarray(index), np.asarray(hidden)
@@ -105,6 +121,7 @@ def test_shuffled_indices_hide_k_frames_with_distinct_slots():
     assert all(len(set(row)) == 5 for row in index)
 
 
+@pytest.mark.slow
 def test_contrastive_loss_prefers_matching_pairs():
     e = jax.random.normal(jax.random.key(0), (2, 4, 8))
     e = e / jnp.linalg.norm(e, axis=-1, keepdims=True)
@@ -112,6 +129,7 @@ def test_contrastive_loss_prefers_matching_pairs():
     assert O.contrastive_loss(e, jnp.roll(e, 1, axis=1), 0.05) > 5
 
 
+@pytest.mark.slow
 def test_pretraining_learns_and_resumes_exactly(tmp_path, params):
     tx = train.optimizer(train.OptimConfig(steps=8, lr=3e-3, warmup=2))
     loss = partial(train.pretrain_losses, cfg=MICRO, obj=O.Objectives(shuffle_prob=1.0))
@@ -127,17 +145,27 @@ def test_pretraining_learns_and_resumes_exactly(tmp_path, params):
 
     ckpt = tmp_path / "ckpt"
     with pytest.raises(KeyboardInterrupt):
-        train.fit(train.create_state(params, tx), loss, tx, stopping, 8, checkpoint=ckpt,
-                  checkpoint_every=4)
-    resumed, h1 = train.fit(train.create_state(params, tx), loss, tx, batch, 8, checkpoint=ckpt,
-                            checkpoint_every=4)
+        train.fit(
+            train.create_state(params, tx),
+            loss,
+            tx,
+            stopping,
+            8,
+            checkpoint=ckpt,
+            checkpoint_every=4,
+        )
+    resumed, h1 = train.fit(
+        train.create_state(params, tx), loss, tx, batch, 8, checkpoint=ckpt, checkpoint_every=4
+    )
     straight, h2 = train.fit(train.create_state(params, tx), loss, tx, batch, 8)
     assert h1.values["loss"] == pytest.approx(h2.values["loss"], rel=1e-5)
-    for a, b in zip(jax.tree_util.tree_leaves(resumed.params),
-                    jax.tree_util.tree_leaves(straight.params)):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(resumed.params), jax.tree_util.tree_leaves(straight.params)
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_qa_head_scores_each_answer(params):
     b = batch(b=2, s=3)
     text = batch(1, b=8, s=3)["text"].reshape(2, 4, 3, -1)  # (B, A, question 2 + answer 1, L)
@@ -151,11 +179,19 @@ def test_qa_head_scores_each_answer(params):
 def test_qa_batch_puts_question_and_answer_in_pretraining_segments():
     from vidrepro.merlot.input_pipeline import VideoQA, build_tokenizer
 
-    tok = build_tokenizer(["what happens right after the red box moves to the left ?",
-                           "the red box shrinks", "a blue disc appears"])
-    qa = VideoQA(np.zeros((1, 2, 4, 4, 3), np.uint8),
-                 ["what happens right after the red box moves to the left ?"],
-                 [["the red box shrinks", "a blue disc appears"]], np.array([1]))
+    tok = build_tokenizer(
+        [
+            "what happens right after the red box moves to the left ?",
+            "the red box shrinks",
+            "a blue disc appears",
+        ]
+    )
+    qa = VideoQA(
+        np.zeros((1, 2, 4, 4, 3), np.uint8),
+        ["what happens right after the red box moves to the left ?"],
+        [["the red box shrinks", "a blue disc appears"]],
+        np.array([1]),
+    )
     text = qa.batch(tok, np.array([0]), text_len=6, question_segments=2)["text"]
     assert text.shape == (1, 2, 3, 6)
     question = tok.decode(text[0, 0, :2].reshape(-1)[1:], skip_special_tokens=True)
@@ -165,6 +201,7 @@ def test_qa_batch_puts_question_and_answer_in_pretraining_segments():
     assert tok.decode(text[0, 1, 2, 1:], skip_special_tokens=True) == "a blue disc appears"
 
 
+@pytest.mark.slow
 def test_story_orders_are_permutations_and_confusion_counts_them(params):
     b = batch(b=3, s=5)
     orders = story.merlot_orders(params, b["frames"], b["text"], MICRO)
@@ -182,12 +219,17 @@ def test_params_module_does_not_import_jax():
     assert out.stdout.strip() == "False", out.stderr
 
 
+@pytest.mark.slow
 def test_eight_devices_give_the_loss_of_one(tmp_path):
-    script = Path(__file__).with_name("merlot_devices_script.py")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-           "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
-                          check=False)
+    script = Path(__file__).parent / "helpers" / "merlot_devices_script.py"
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+    }
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = dict(line.split("=") for line in done.stdout.split() if "=" in line)
     assert int(lines["devices"]) == 8
@@ -196,6 +238,7 @@ def test_eight_devices_give_the_loss_of_one(tmp_path):
     np.testing.assert_allclose(fsdp, one, rtol=2e-4)
 
 
+@pytest.mark.slow
 def test_bf16_compute_keeps_float32_parameters(params):
     cfg = replace(MICRO, dtype="bfloat16")
     tx = train.optimizer(train.OptimConfig(steps=2, lr=1e-3))
@@ -205,6 +248,7 @@ def test_bf16_compute_keeps_float32_parameters(params):
     assert {x.dtype for x in jax.tree_util.tree_leaves(state.params)} == {jnp.dtype("float32")}
 
 
+@pytest.mark.slow
 def test_command_line_pretraining_saves_a_loadable_model(tmp_path):
     """Non-square frames ([height, width], as the paper's 192x352) go from the parameters
     through decoding to the saved config."""
@@ -215,10 +259,28 @@ def test_command_line_pretraining_saves_a_loadable_model(tmp_path):
     for kind in ("pretrain", "qa"):
         datasets.build(kind, tmp_path / kind, size=small)
     done = subprocess.run(
-        [sys.executable, "-m", "vidrepro.merlot.train", "pretrain", "-p", "steps=2",
-         "-p", "batch_size=2", "-p", "image_size=[16, 24]", "-p", f"pretrain_root={tmp_path / 'pretrain'}",
-         "-p", f"qa_root={tmp_path / 'qa'}", "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "vidrepro.merlot.train",
+            "pretrain",
+            "-p",
+            "steps=2",
+            "-p",
+            "batch_size=2",
+            "-p",
+            "image_size=[16, 24]",
+            "-p",
+            f"pretrain_root={tmp_path / 'pretrain'}",
+            "-p",
+            f"qa_root={tmp_path / 'qa'}",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     cfg, params, tokenizer = pipeline.load(tmp_path / "run" / "model")
     assert cfg.image_size == (16, 24) and tokenizer.convert_tokens_to_ids("<start>") == O.START
@@ -259,6 +321,7 @@ def test_recall_at_1_pools_every_image_of_every_batch(params, monkeypatch):
     assert story.recall_at_1(params, frames, text, MICRO, batch_size=2) == pytest.approx(9 / 15)
 
 
+@pytest.mark.slow
 def test_retrieval_reads_one_group_per_pretraining_video_and_unseen_stories(tmp_path):
     from vidrepro.data.synthetic import datasets
     from vidrepro.merlot import pipeline
@@ -291,17 +354,23 @@ def test_word_vocabulary_reads_each_transcript_once_without_decoding_videos(tmp_
         datasets.build(kind, tmp_path / kind, size=small)
     p = Data(pretrain_root=str(tmp_path / "pretrain"), qa_root=str(tmp_path / "qa"))
     tok = pipeline.tokenizer_for(p)
-    words = {w for v in merlot_format.read_segments(tmp_path / "pretrain")
-             for s in v.segments for w in s.text.lower().split()}
+    words = {
+        w
+        for v in merlot_format.read_segments(tmp_path / "pretrain")
+        for s in v.segments
+        for w in s.text.lower().split()
+    }
     assert tok.unk_token_id not in tok.convert_tokens_to_ids(sorted(words))
     for video in (tmp_path / "pretrain").rglob("*.mp4"):
         video.unlink()  # nothing is decoded: the index alone gives the same ids
     assert pipeline.tokenizer_for(p).get_vocab() == tok.get_vocab()
 
 
+@pytest.mark.slow
 def test_per_story_scores_average_to_the_logged_ones(params):
     """As the story-ordering notebook logs them: each column's mean is the metric."""
     import pandas as pd
+
     from vidrepro.merlot.input_pipeline import Stories
 
     b = batch(seed=3, b=12, s=5)
@@ -324,6 +393,7 @@ def test_per_story_scores_average_to_the_logged_ones(params):
 def test_per_question_scores_average_to_the_logged_accuracies(tmp_path):
     """Questions read from a QA folder keep their qids; as the QA notebook logs them."""
     import pandas as pd
+
     from vidrepro.data.formats import videoqa
     from vidrepro.data.synthetic import datasets
     from vidrepro.merlot import pipeline
@@ -339,8 +409,10 @@ def test_per_question_scores_average_to_the_logged_accuracies(tmp_path):
     blind = rng.integers(0, len(test.options[0]), len(qids))
     chosen[:2] = test.answers[:2]  # some right, some wrong
     chosen[2:4] = (test.answers[2:4] + 1) % len(test.options[0])
-    scores = {"accuracy": float((chosen == test.answers).mean()),
-              "blanked_accuracy": float((blind == test.answers).mean())}
+    scores = {
+        "accuracy": float((chosen == test.answers).mean()),
+        "blanked_accuracy": float((blind == test.answers).mean()),
+    }
     items = pd.DataFrame(pipeline.qa_items(test, chosen, blind))
     assert items["item"].tolist() == qids
     assert set(items["accuracy"]) == {0.0, 1.0}

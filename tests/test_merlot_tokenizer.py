@@ -3,17 +3,19 @@ RoBERTa's, which cannot be downloaded; its ids must fit the objectives' fixed sp
 
 import json
 
-import numpy as np
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast
+
 from vidrepro.merlot import objectives as O
 from vidrepro.merlot import pipeline
 from vidrepro.merlot.input_pipeline import encode
 from vidrepro.merlot.params import Data
 
-SENTENCES = ["the red box moves to the left", "a blue disc appears",
-             "what happens right after the red box shrinks ?"]
+SENTENCES = [
+    "the red box moves to the left",
+    "a blue disc appears",
+    "what happens right after the red box shrinks ?",
+]
 ROBERTA_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # ids 0-4 in RoBERTa's BPE
 
 
@@ -22,9 +24,14 @@ def roberta_like(folder):
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
-    core.train_from_iterator(SENTENCES * 10, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=ROBERTA_SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    core.train_from_iterator(
+        SENTENCES * 10,
+        trainers.BpeTrainer(
+            vocab_size=300,
+            special_tokens=ROBERTA_SPECIALS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     core.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
     folder.mkdir(parents=True, exist_ok=True)
     core.save(str(folder / "tokenizer.json"))
@@ -37,6 +44,7 @@ def data_root(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_bpe_ids_leave_the_special_ids_to_the_objectives(data_root):
     source = roberta_like(data_root / "bpe")
     tok = pipeline.tokenizer_for(Data(tokenizer="bpe/tokenizer.json"))  # relative to the data
@@ -61,6 +69,7 @@ def test_renumbering_keeps_the_tokenization(data_root):
         assert tok.convert_ids_to_tokens(tok(text).input_ids) == old  # no <s> ... </s> added
 
 
+@pytest.mark.slow
 def test_saved_model_folder_gives_the_same_ids(data_root, tmp_path):
     roberta_like(data_root / "bpe")
     p = Data(tokenizer=str(data_root / "bpe" / "tokenizer.json"))  # absolute works too
@@ -80,8 +89,11 @@ def test_the_tokenizers_unknown_token_takes_the_unknown_id(data_root):
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     core.save(str(data_root / "words.json"))
     tok = pipeline.tokenizer_for(Data(tokenizer="words.json"))
-    assert tok("red zebra box").input_ids == [tok.convert_tokens_to_ids("red"), 2,
-                                              tok.convert_tokens_to_ids("box")]
+    assert tok("red zebra box").input_ids == [
+        tok.convert_tokens_to_ids("red"),
+        2,
+        tok.convert_tokens_to_ids("box"),
+    ]
     assert min(tok.convert_tokens_to_ids(["red", "box", "[PAD]"])) >= O.SPECIAL_IDS
 
 
@@ -113,4 +125,5 @@ def test_full_scale_params_name_a_local_tokenizer():
         tiny = P.load(model, project_root() / "params/merlot/tiny" / f"{name}.yaml")
         assert full.tokenizer.endswith("tokenizer.json") and tiny.tokenizer == ""
     assert json.loads(json.dumps(Data.model_json_schema()))["properties"]["tokenizer"][
-        "description"].startswith("empty: a word-level vocabulary")
+        "description"
+    ].startswith("empty: a word-level vocabulary")

@@ -56,6 +56,7 @@ def evaluated() -> Evaluated:
             return perfect.result(), bad.result()
 
 
+@pytest.mark.slow
 @pytest.mark.java
 @requires_java
 def test_keys_and_scale(evaluated: Evaluated) -> None:
@@ -66,6 +67,7 @@ def test_keys_and_scale(evaluated: Evaluated) -> None:
     assert evaluated[0]["Bleu_1"] == pytest.approx(1.0)  # each hypothesis is a reference
 
 
+@pytest.mark.slow
 @pytest.mark.java
 @requires_java
 def test_perfect_beats_bad_on_every_metric(evaluated: Evaluated) -> None:
@@ -96,11 +98,13 @@ def test_meteor_process_is_stopped(evaluated: Evaluated) -> None:
 @pytest.mark.java
 @requires_java
 def test_tokenize() -> None:
-    out = tokenize({
-        "a": ["A man, riding a Horse.", {"caption": "It's\r\nfine!"}],
-        "b": [],
-        "c": ["Last one?"],
-    })
+    out = tokenize(
+        {
+            "a": ["A man, riding a Horse.", {"caption": "It's\r\nfine!"}],
+            "b": [],
+            "c": ["Last one?"],
+        }
+    )
     # A line break inside a caption must not shift the captions after it.
     assert out == {"a": ["a man riding a horse", "it 's fine"], "b": [], "c": ["last one"]}
 
@@ -157,8 +161,9 @@ def test_per_item_cider_and_rouge_average_to_the_corpus_scores() -> None:
     cider_items = [s["CIDEr"] for s in items.values()]
     assert len(set(cider_items)) == 3
     assert sum(cider_items) / 3 == pytest.approx(corpus["CIDEr"], rel=1e-12)
-    assert sum(s["ROUGE_L"] for s in items.values()) / 3 == pytest.approx(corpus["ROUGE_L"],
-                                                                          rel=1e-12)
+    assert sum(s["ROUGE_L"] for s in items.values()) / 3 == pytest.approx(
+        corpus["ROUGE_L"], rel=1e-12
+    )
     cider, _ = Cider().compute_score(tokenize(GTS), tokenize(res))
     assert corpus["CIDEr"] == pytest.approx(cider, abs=1e-12)
     # sentence BLEU is not a decomposition of corpus BLEU: hence its own column name

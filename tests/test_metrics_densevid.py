@@ -18,6 +18,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
+
 from vidrepro.metrics import densevid
 from vidrepro.metrics.captions import METRICS
 from vidrepro.metrics.densevid import (
@@ -233,6 +234,7 @@ ANN = {"timestamps": SEGS, "sentences": SENTS}
 REFS_AB = {"A": ANN, "B": ANN}  # same content, so a perfect video scores the same in both
 PERFECT = _preds(*zip(SEGS, SENTS))
 
+
 class _RecordingMeteor(Meteor):
     instances: ClassVar[list[Meteor]] = []
 
@@ -256,10 +258,14 @@ def perfect_and_absent() -> dict[str, Any]:
         mp.setattr(densevid, "tokenize", counting_tokenize)
         mp.setattr(_RecordingMeteor, "instances", [])
         per_video = score_videos(REFS_AB, {"A": PERFECT})
-        return {"per_video": per_video, "tokenize_calls": calls,
-                "meteors": list(_RecordingMeteor.instances)}
+        return {
+            "per_video": per_video,
+            "tokenize_calls": calls,
+            "meteors": list(_RecordingMeteor.instances),
+        }
 
 
+@pytest.mark.slow
 @pytest.mark.java
 @requires_java
 def test_one_tokenizer_run_and_one_meteor_process(perfect_and_absent: dict[str, Any]) -> None:
@@ -269,6 +275,7 @@ def test_one_tokenizer_run_and_one_meteor_process(perfect_and_absent: dict[str, 
     assert meteor.meteor_p.poll() is not None  # stopped before returning
 
 
+@pytest.mark.slow
 @pytest.mark.java
 @requires_java
 @pytest.mark.parametrize("t", TIOUS)
@@ -320,8 +327,6 @@ MIX_UNITS = {  # (hypothesis, reference); the garbage word only needs to match n
         ("a woman washes dishes", "qzqzqzqzqzqz"),
     ],
 }
-
-
 
 
 class _FakeMeteor:
@@ -397,15 +402,18 @@ class _FixedMeteor:
 
 def test_a_callers_meteor_serves_every_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
     """Scoring val_1 and val_2 with the caller's METEOR starts no process of its own."""
+
     def no_process() -> None:
         raise AssertionError("started a METEOR process although one was given")
 
     monkeypatch.setattr(densevid, "Meteor", no_process)
-    monkeypatch.setattr(densevid, "tokenize",
-                        lambda caps: {k: [" ".join(v[0].lower().split())] for k, v in caps.items()})
+    monkeypatch.setattr(
+        densevid,
+        "tokenize",
+        lambda caps: {k: [" ".join(v[0].lower().split())] for k, v in caps.items()},
+    )
     meteor = _FixedMeteor()
     for refs in (REFS_AB, {"A": ANN}):
-        scores = densevid.evaluate_dense_captions(refs, {"A": PERFECT}, tious=(0.5,),
-                                                  meteor=meteor)
+        scores = densevid.evaluate_dense_captions(refs, {"A": PERFECT}, tious=(0.5,), meteor=meteor)
         assert scores["METEOR"] == pytest.approx(0.25 / len(refs))  # B has no prediction: 0
     assert meteor.calls == 2

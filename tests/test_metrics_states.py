@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
+
 from vidrepro.metrics.states import (
     METRICS,
     VideoPrediction,
@@ -27,11 +28,13 @@ def peaked(peak: int, length: int = len(LABELS), high: float = 0.9, low: float =
     return p
 
 
-def video(init: int, action: int, end: int, labels=LABELS, category: str = "apple",
-          video_id: str = "v") -> VideoPrediction:
+def video(
+    init: int, action: int, end: int, labels=LABELS, category: str = "apple", video_id: str = "v"
+) -> VideoPrediction:
     n = len(labels)
-    return VideoPrediction(category, video_id, peaked(init, n), peaked(action, n),
-                           peaked(end, n), np.asarray(labels))
+    return VideoPrediction(
+        category, video_id, peaked(init, n), peaked(action, n), peaked(end, n), np.asarray(labels)
+    )
 
 
 def scores_of(v: VideoPrediction, **kw) -> dict:
@@ -100,8 +103,9 @@ def test_matches_the_definition_by_exhaustive_search():
         pi, pa, pe = rng.random((3, n))
         labels = rng.integers(0, 4, n)
         i, j = max(itertools.combinations(range(n), 2), key=lambda t: pi[t[0]] * pe[t[1]])
-        s1, a, s2 = max(itertools.combinations(range(n), 3),
-                        key=lambda t: pi[t[0]] * pa[t[1]] * pe[t[2]])
+        s1, a, s2 = max(
+            itertools.combinations(range(n), 3), key=lambda t: pi[t[0]] * pa[t[1]] * pe[t[2]]
+        )
         row = score_video(pi, pa, pe, labels)
         assert row["state_p1"] == 0.5 * (labels[i] == 1) + 0.5 * (labels[j] == 3)
         assert row["action_p1"] == float(labels[np.argmax(pa)] == 2)
@@ -126,10 +130,12 @@ def four_videos(order=None) -> list[VideoPrediction]:
 def test_mean_per_category_then_over_categories():
     result = evaluate(four_videos())
     assert result.per_category["apple"] == pytest.approx(
-        {"state_p1": 5 / 6, "action_p1": 2 / 3, "joint_state_p1": 5 / 6, "joint_action_p1": 2 / 3})
+        {"state_p1": 5 / 6, "action_p1": 2 / 3, "joint_state_p1": 5 / 6, "joint_action_p1": 2 / 3}
+    )
     assert result.per_category["bacon"] == {k: 0.0 for k in METRICS}
     assert result.summary == pytest.approx(
-        {"state_p1": 5 / 12, "action_p1": 1 / 3, "joint_state_p1": 5 / 12, "joint_action_p1": 1 / 3})
+        {"state_p1": 5 / 12, "action_p1": 1 / 3, "joint_state_p1": 5 / 12, "joint_action_p1": 1 / 3}
+    )
     flat = {k: np.mean([r[k] for r in result.rows]) for k in METRICS}
     assert flat["state_p1"] == pytest.approx(0.625) and flat["action_p1"] == pytest.approx(0.5)
     assert result.summary["action_p1"] != pytest.approx(flat["action_p1"])
@@ -161,8 +167,9 @@ def test_evaluate_rejects_duplicates_and_empty_input():
 @pytest.mark.parametrize("extra", [-2, -1, 1, 2])
 def test_mismatch_within_tolerance_scores_the_common_prefix(extra):
     frames = len(LABELS) + extra
-    v = VideoPrediction("apple", "x", peaked(1, frames), peaked(4, frames), peaked(7, frames),
-                        np.asarray(LABELS))
+    v = VideoPrediction(
+        "apple", "x", peaked(1, frames), peaked(4, frames), peaked(7, frames), np.asarray(LABELS)
+    )
     row = evaluate([v]).rows[0]
     assert metrics(row) == (1.0, 1.0, 1.0, 1.0)
     assert (row["frames"], row["mismatch"]) == (min(frames, len(LABELS)), extra)
@@ -180,8 +187,9 @@ def test_frames_past_the_annotation_are_never_picked():
 @pytest.mark.parametrize("extra", [-3, 3])
 def test_mismatch_beyond_tolerance_names_the_video(extra):
     frames = len(LABELS) + extra
-    v = VideoPrediction("apple", "yt_Xq81", peaked(1, frames), peaked(4, frames),
-                        peaked(6, frames), LABELS)
+    v = VideoPrediction(
+        "apple", "yt_Xq81", peaked(1, frames), peaked(4, frames), peaked(6, frames), LABELS
+    )
     with pytest.raises(ValueError, match=r"apple/yt_Xq81: .*differ by 3, tolerance 2"):
         evaluate([v])
     assert evaluate([v], tolerance=3).rows[0]["mismatch"] == extra
@@ -189,8 +197,7 @@ def test_mismatch_beyond_tolerance_names_the_video(extra):
 
 def test_zero_tolerance_requires_equal_lengths():
     with pytest.raises(ValueError, match="clip7"):
-        score_video(peaked(1, 11), peaked(4, 11), peaked(7, 11), LABELS, video="clip7",
-                    tolerance=0)
+        score_video(peaked(1, 11), peaked(4, 11), peaked(7, 11), LABELS, video="clip7", tolerance=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,11 +228,16 @@ def test_one_frame_has_only_an_action_and_no_frame_raises():
 
 
 def test_short_videos_stay_in_the_mean():
-    result = evaluate([video(1, 4, 7, video_id="long"),
-                       VideoPrediction("apple", "tiny", [0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [1, 3])])
+    result = evaluate(
+        [
+            video(1, 4, 7, video_id="long"),
+            VideoPrediction("apple", "tiny", [0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [1, 3]),
+        ]
+    )
     # tiny: state 1, action 0 (initial state), joint 0 / 0.
     assert result.summary == pytest.approx(
-        {"state_p1": 1.0, "action_p1": 0.5, "joint_state_p1": 0.5, "joint_action_p1": 0.5})
+        {"state_p1": 1.0, "action_p1": 0.5, "joint_state_p1": 0.5, "joint_action_p1": 0.5}
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,31 +259,47 @@ def test_torch_numpy_and_lists_give_the_same_scores():
 
 def test_evaluate_accepts_mixed_inputs():
     v = video(0, 4, 8)
-    as_torch = VideoPrediction("apple", "t", torch.from_numpy(v.p_init), torch.tensor(v.p_action),
-                               torch.tensor(v.p_end, dtype=torch.float32), torch.tensor(LABELS))
+    as_torch = VideoPrediction(
+        "apple",
+        "t",
+        torch.from_numpy(v.p_init),
+        torch.tensor(v.p_action),
+        torch.tensor(v.p_end, dtype=torch.float32),
+        torch.tensor(LABELS),
+    )
     assert evaluate([as_torch]).summary == evaluate([v]).summary
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"p_end": peaked(7, 9)}, "differ in length"),
-    ({"p_init": -peaked(1)}, "finite probabilities >= 0"),
-    ({"p_action": np.full(10, np.nan)}, "finite probabilities >= 0"),
-    ({"p_init": np.ones((2, 10))}, "must be 1-D"),
-    ({"labels": np.asarray(LABELS) + 1}, "labels must be integers 0-3"),
-    ({"labels": np.asarray(LABELS, dtype=float)}, "labels must be integers 0-3"),
-    ({"short": "skip"}, "short must be"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"p_end": peaked(7, 9)}, "differ in length"),
+        ({"p_init": -peaked(1)}, "finite probabilities >= 0"),
+        ({"p_action": np.full(10, np.nan)}, "finite probabilities >= 0"),
+        ({"p_init": np.ones((2, 10))}, "must be 1-D"),
+        ({"labels": np.asarray(LABELS) + 1}, "labels must be integers 0-3"),
+        ({"labels": np.asarray(LABELS, dtype=float)}, "labels must be integers 0-3"),
+        ({"short": "skip"}, "short must be"),
+    ],
+)
 def test_bad_inputs_raise(bad, message):
-    args = {"p_init": peaked(1), "p_action": peaked(4), "p_end": peaked(7), "labels": LABELS,
-            "video": "v9"}
+    args = {
+        "p_init": peaked(1),
+        "p_action": peaked(4),
+        "p_end": peaked(7),
+        "labels": LABELS,
+        "video": "v9",
+    }
     with pytest.raises(ValueError, match=message):
         score_video(**{**args, **bad})
 
 
 def test_many_random_videos_stay_in_range():
     rng = random.Random(3)
-    videos = [video(*(rng.randrange(10) for _ in range(3)), category=f"c{k % 3}",
-                    video_id=str(k)) for k in range(30)]
+    videos = [
+        video(*(rng.randrange(10) for _ in range(3)), category=f"c{k % 3}", video_id=str(k))
+        for k in range(30)
+    ]
     result = evaluate(videos)
     assert all(0.0 <= v <= 1.0 for v in result.summary.values())
     assert sum(result.num_videos.values()) == 30

@@ -4,8 +4,8 @@ import json
 
 import nbformat
 import pytest
-
 from demo_project import notebook
+
 from vidrepro import cli, notebooks, params, tables
 from vidrepro.paths import project_root
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from torch import nn
+
 from vidrepro.object_states.model import (
     META_FILE,
     ClipClassifier,
@@ -103,8 +104,9 @@ def whole_clip_checkpoint(tower: nn.Module) -> dict[str, torch.Tensor]:
 
 def test_from_openai_with_a_local_safetensors_clip(model, tmp_path):
     save_file(whole_clip_checkpoint(model.backbone), tmp_path / "clip.safetensors")
-    loaded = ClipClassifier.from_openai("tiny_vit", tmp_path / "clip.safetensors",
-                                        categories=CATEGORIES, hidden=8)
+    loaded = ClipClassifier.from_openai(
+        "tiny_vit", tmp_path / "clip.safetensors", categories=CATEGORIES, hidden=8
+    )
     assert loaded.state_head[0].out_features == 8
     x = frames(2)
     assert torch.equal(model.backbone(x), loaded.backbone(x))
@@ -112,8 +114,9 @@ def test_from_openai_with_a_local_safetensors_clip(model, tmp_path):
 
 def test_from_openai_with_a_torch_file_of_a_bare_tower(model, tmp_path):
     torch.save({"state_dict": model.backbone.state_dict()}, tmp_path / "tower.pt")
-    loaded = ClipClassifier.from_openai("tiny_vit", str(tmp_path / "tower.pt"),
-                                        categories=CATEGORIES)
+    loaded = ClipClassifier.from_openai(
+        "tiny_vit", str(tmp_path / "tower.pt"), categories=CATEGORIES
+    )
     x = frames(2)
     assert torch.equal(model.backbone(x), loaded.backbone(x))
 
@@ -153,9 +156,15 @@ def test_targets_on_a_hand_made_video():
 
 
 def test_targets_batched_with_small_kappa_and_per_video_lengths():
-    labels = state_change_targets(torch.tensor([4, 1]), torch.tensor([9, 5]),
-                                  torch.tensor([15, 11]), torch.tensor([20, 12]),
-                                  torch.tensor([0, 2]), 3, kappa=7)
+    labels = state_change_targets(
+        torch.tensor([4, 1]),
+        torch.tensor([9, 5]),
+        torch.tensor([15, 11]),
+        torch.tensor([20, 12]),
+        torch.tensor([0, 2]),
+        3,
+        kappa=7,
+    )
     assert labels.frames.tolist() == [
         [3, 4, 5, 14, 15, 16, 8, 9, 10, 1, 2, 3, 15, 16, 17],
         [0, 1, 2, 10, 11, 11, 4, 5, 6, 0, 0, 0, 11, 11, 11],
@@ -183,12 +192,20 @@ def test_loss_only_reaches_selected_frames(model):
 
 def test_loss_weights_mask_and_sum():
     torch.manual_seed(2)
-    labels = state_change_targets(torch.tensor([2, 3]), torch.tensor([8, 9]),
-                                  torch.tensor([14, 15]), 30, torch.tensor([0, 1]), 3, kappa=6)
+    labels = state_change_targets(
+        torch.tensor([2, 3]),
+        torch.tensor([8, 9]),
+        torch.tensor([14, 15]),
+        30,
+        torch.tensor([0, 1]),
+        3,
+        kappa=6,
+    )
     state, action = torch.randn(30, 7), torch.randn(30, 4)
     loss = multitask_loss(state, action, labels, torch.tensor([1.0, 0.0]))
-    first = labels._replace(**{k: getattr(labels, k)[:1] for k in ("state", "action",
-                                                                    "state_mask")})
+    first = labels._replace(
+        **{k: getattr(labels, k)[:1] for k in ("state", "action", "state_mask")}
+    )
     assert torch.allclose(loss, multitask_loss(state[:15], action[:15], first, torch.ones(1)))
     ce_s = nn.functional.cross_entropy(state[:9], labels.state[0, :9], reduction="sum")
     ce_a = nn.functional.cross_entropy(action[:15], labels.action[0], reduction="sum")

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from twoprocs import torchrun
+
 from vidrepro import params as P
 from vidrepro.data.formats.errors import FormatError
 from vidrepro.data.synthetic import datasets
@@ -22,7 +24,6 @@ from vidrepro.object_states.params import NOTEBOOKS, EvalParams, TrainParams
 from vidrepro.paths import project_root
 from vidrepro.training import step_rng
 from vidrepro.video import VideoDecodeError
-from twoprocs import torchrun
 
 SIZE = replace(datasets.SIZES["tiny"], state_videos=(4, 2), state_categories=3)
 TINY = (32, 32)  # tiny_vit's input
@@ -39,8 +40,14 @@ def data(root) -> ChangeItData:
 
 
 def params(root, **kw) -> TrainParams:
-    values = {"data_root": str(root), "steps": 3, "batch_size": 2, "lr": 1e-2,
-              "lr_backbone": 1e-3, "checkpoint_every": 2}
+    values = {
+        "data_root": str(root),
+        "steps": 3,
+        "batch_size": 2,
+        "lr": 1e-2,
+        "lr_backbone": 1e-3,
+        "checkpoint_every": 2,
+    }
     return TrainParams(**{**values, **kw})
 
 
@@ -87,8 +94,9 @@ def test_clip_normalisation():
     frames = mean.round().to(torch.uint8)[None, :, None, None].expand(2, 3, 4, 4)
     x = normalize(frames)
     assert x.dtype == torch.float32 and x.abs().max() < 0.01
-    assert normalize(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8))[0, 0, 0, 0] == \
-        pytest.approx((1 - 0.48145466) / 0.26862954)
+    assert normalize(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8))[0, 0, 0, 0] == pytest.approx(
+        (1 - 0.48145466) / 0.26862954
+    )
 
 
 # --- augmentation ----------------------------------------------------------------------------
@@ -96,8 +104,9 @@ def test_clip_normalisation():
 
 def test_augmentation_is_one_draw_per_video():
     transform = video_transform(TINY)
-    image = torch.randint(0, 256, (3, 32, 32), generator=torch.Generator().manual_seed(0),
-                          dtype=torch.uint8)
+    image = torch.randint(
+        0, 256, (3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+    )
     video = image.expand(5, 3, 32, 32).clone()  # five identical frames
     state = torch.random.get_rng_state()
     out = augment_video(video, 7, transform)
@@ -148,13 +157,13 @@ def test_frozen_backbone_checkpoints_the_heads(root, data, tmp_path):
     model, _ = train.train_model(p, data, data.names, tmp_path)
     saved = load_file(tmp_path / "trainable.safetensors")
     assert saved and all(not k.startswith("backbone.") for k in saved)
-    assert torch.equal(model.backbone.conv1.weight, train.new_model(p, data.names).backbone
-                       .conv1.weight)
+    assert torch.equal(
+        model.backbone.conv1.weight, train.new_model(p, data.names).backbone.conv1.weight
+    )
 
 
 def test_single_task_trains_one_model_per_category(root, tmp_path):
-    p = params(root, steps=1, single_task=True, categories=["cutting_triangle",
-                                                             "painting_square"])
+    p = params(root, steps=1, single_task=True, categories=["cutting_triangle", "painting_square"])
     models = train.train(p, tmp_path / "ckpt")
     assert sorted(models) == ["cutting_triangle", "painting_square"]
     for name, (model, _) in models.items():
@@ -167,8 +176,10 @@ def test_single_task_trains_one_model_per_category(root, tmp_path):
     scores, _ = pipeline.evaluate(folder, EvalParams(model=str(folder), data_root=str(root)))
     assert scores.num_videos == {"cutting_triangle": 2, "painting_square": 2}
     with pytest.raises(ValueError, match="no model for categories"):
-        pipeline.evaluate(folder, EvalParams(model=str(folder), data_root=str(root),
-                                             categories=["inflating_circle"]))
+        pipeline.evaluate(
+            folder,
+            EvalParams(model=str(folder), data_root=str(root), categories=["inflating_circle"]),
+        )
 
 
 def test_evaluate_a_couple_of_videos(root, data):
@@ -187,8 +198,9 @@ def test_per_video_scores_average_to_the_logged_summary(root, data):
     """What the evaluation notebook logs: the weighted mean of each per-video column is the
     summary, and every test video is one item, named by its category and id."""
     model = train.new_model(params(root), data.names).eval()
-    p = EvalParams(model="-", data_root=str(root), categories=["cutting_triangle",
-                                                              "inflating_circle"])
+    p = EvalParams(
+        model="-", data_root=str(root), categories=["cutting_triangle", "inflating_circle"]
+    )
     scores, predictions = pipeline.evaluate(model, p, data)
     items = scores.item_scores()
     assert [r["item"] for r in items] == [f"{v.category}/{v.video_id}" for v in predictions]
@@ -199,14 +211,31 @@ def test_per_video_scores_average_to_the_logged_summary(root, data):
 
 
 def test_command_line_train_then_evaluate(root, tmp_path):
-    over = ["-p", f"data_root={root}", "-p", "steps=2", "-p", "batch_size=2",
-            "-p", "categories=[inflating_circle]"]
+    over = [
+        "-p",
+        f"data_root={root}",
+        "-p",
+        "steps=2",
+        "-p",
+        "batch_size=2",
+        "-p",
+        "categories=[inflating_circle]",
+    ]
     train.main(["train", "--out", str(tmp_path / "run"), *over])
     model = tmp_path / "run" / "model"
     assert pipeline.load_models(model)[0].categories == ["inflating_circle"]
     assert len(pipeline.history(model)["loss"]) == 2
-    train.main(["evaluate", "--out", str(tmp_path / "eval"), "-p", f"model={model}",
-                "-p", f"data_root={root}"])
+    train.main(
+        [
+            "evaluate",
+            "--out",
+            str(tmp_path / "eval"),
+            "-p",
+            f"model={model}",
+            "-p",
+            f"data_root={root}",
+        ]
+    )
     scores = json.loads((tmp_path / "eval" / "scores.json").read_text())
     assert scores["num_videos"] == {"inflating_circle": 2} and len(scores["rows"]) == 2
 
@@ -221,8 +250,12 @@ def test_params_files_load(scale, notebook):
     p = P.load(NOTEBOOKS[notebook], path)
     if scale == "full" and notebook == "01_train":
         assert (p.model, p.pretrained, p.train_backbone) == ("ViT-L-14-quickgelu", "openai", True)
-    with pytest.raises(P.ParamsError, match=r"'constriant'.*did you mean 'constraint'"
-                       if notebook == "01_train" else r"'constriant': unknown"):
+    with pytest.raises(
+        P.ParamsError,
+        match=r"'constriant'.*did you mean 'constraint'"
+        if notebook == "01_train"
+        else r"'constriant': unknown",
+    ):
         P.load(NOTEBOOKS[notebook], path, {"constriant": False})
 
 
@@ -231,7 +264,7 @@ def test_params_files_load(scale, notebook):
 
 @pytest.mark.slow
 def test_two_processes_train_and_evaluate_like_one(root, tmp_path):
-    script = Path(__file__).with_name("ddp_object_states_script.py")
+    script = Path(__file__).parent / "helpers" / "ddp_object_states_script.py"
     torchrun(script, root, tmp_path)
     ranks = [load_file(tmp_path / f"rank{r}.safetensors") for r in range(2)]
     for k in ranks[0]:
@@ -239,8 +272,10 @@ def test_two_processes_train_and_evaluate_like_one(root, tmp_path):
     assert len(pipeline.history(tmp_path / "model")["loss"]) == 2
     for name, per_category in (("all", 0), ("one", 1)):
         two = json.loads((tmp_path / f"scores_{name}.json").read_text())
-        one, _ = pipeline.evaluate(tmp_path / "model", EvalParams(
-            model="-", data_root=str(root), videos_per_category=per_category))
+        one, _ = pipeline.evaluate(
+            tmp_path / "model",
+            EvalParams(model="-", data_root=str(root), videos_per_category=per_category),
+        )
         assert two == json.loads(json.dumps(pipeline.scores_json(one)))
         assert len(two["rows"]) == (6 if per_category == 0 else 3)
 
@@ -256,8 +291,12 @@ def test_find_state_change_in_a_video_file(root, data):
     assert 0 <= s1 < a < s2 < len(found.frames) == found.probs.shape[1]
     assert found.frames.dtype == torch.uint8 and found.frames.shape[1:] == (3, *TINY)
     p = found.probs.double()
-    best = max(p[0, i] * p[1, j] * p[2, k] for i in range(len(found.frames))
-               for j in range(i + 1, len(found.frames)) for k in range(j + 1, len(found.frames)))
+    best = max(
+        p[0, i] * p[1, j] * p[2, k]
+        for i in range(len(found.frames))
+        for j in range(i + 1, len(found.frames))
+        for k in range(j + 1, len(found.frames))
+    )
     assert p[0, s1] * p[1, a] * p[2, s2] == pytest.approx(float(best), rel=1e-5)  # ties: any
     with pytest.raises(ValueError, match="the model knows"):
         pipeline.find_state_change(model, video.path, "juggling_cube")

@@ -52,10 +52,17 @@ def test_bad_yaml_and_non_mapping_name_the_file(tmp_path):
 
 def test_overrides_are_typed_and_checked(tmp_path):
     path = write(tmp_path, "lr: 0.1\n")
-    over = P.parse_overrides(["lr=1e-4", "num_frames=16", "train_vit=true", "frames=[2, 3]",
-                              "name=lora_8f"])
+    over = P.parse_overrides(
+        ["lr=1e-4", "num_frames=16", "train_vit=true", "frames=[2, 3]", "name=lora_8f"]
+    )
     p = P.load(Model, path, over)
-    assert (p.lr, p.num_frames, p.train_vit, p.frames, p.name) == (1e-4, 16, True, [2, 3], "lora_8f")
+    assert (p.lr, p.num_frames, p.train_vit, p.frames, p.name) == (
+        1e-4,
+        16,
+        True,
+        [2, 3],
+        "lora_8f",
+    )
     with pytest.raises(P.ParamsError, match=r"(?s)with overrides .*key 'lrr': unknown.*'lr'"):
         P.load(Model, path, P.parse_overrides(["lrr=1"]))
     with pytest.raises(P.ParamsError, match="expected key=value"):

@@ -1,4 +1,4 @@
-"""The runner and tables on the scratch demo project (tests/demo_project.py)."""
+"""The runner and tables on the scratch demo project (tests/helpers/demo_project.py)."""
 
 import json
 import os
@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from demo_project import executions
+
 from vidrepro import cli, runs, tables
 from vidrepro import params as P
 
 
+@pytest.mark.slow
 def test_run_writes_executed_notebook_and_provenance(demo_root, capsys):
     out = demo_root / "runs" / "one"
     rc = cli.main(["run", "notebooks/demo/01_make.ipynb", "-p", "size=5", "--out", str(out)])
@@ -39,8 +40,19 @@ def test_kernels_talk_over_unix_sockets_not_tcp(demo_root, capfd):
     import tempfile
 
     before = set(Path(tempfile.gettempdir()).glob("vidrepro-ipc-*"))
-    assert cli.main(["run", "notebooks/demo/01_make.ipynb", "-p", "size=3",
-                     "--out", str(demo_root / "runs" / "ipc")]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "notebooks/demo/01_make.ipynb",
+                "-p",
+                "size=3",
+                "--out",
+                str(demo_root / "runs" / "ipc"),
+            ]
+        )
+        == 0
+    )
     captured = capfd.readouterr()
     assert "size  3" in captured.out
     assert "TCP" not in captured.err
@@ -49,6 +61,7 @@ def test_kernels_talk_over_unix_sockets_not_tcp(demo_root, capfd):
 
 def runs_params(record):
     from demo_project import MakeParams
+
     return MakeParams(**record["params"])
 
 
@@ -60,6 +73,7 @@ def test_run_rejects_bad_override_before_running(demo_root, capsys):
     assert executions(demo_root) == []
 
 
+@pytest.mark.slow
 def test_reproduce_shares_steps_reuses_and_writes_results(demo_root):
     frame = tables.reproduce("demo", "tiny", root=demo_root, progress=False)
     # The two rows start from the same `make` step: it runs once.
@@ -76,8 +90,9 @@ def test_reproduce_shares_steps_reuses_and_writes_results(demo_root):
     assert 1.0 < row["score_lo"] < 1.6 and 4.4 < row["score_hi"] < 5.0
     assert f"| plain | plain | 3.00 ± {(row['score_hi'] - row['score_lo']) / 2:.2f} |" in md
     # every item gains exactly 3 points from scaling: a paired interval of width 0
-    assert ("scaling raises the score: **holds** (scaled - plain: +3.00 score, "
-            "95% CI +3.00 to +3.00)") in md
+    assert (
+        "scaling raises the score: **holds** (scaled - plain: +3.00 score, 95% CI +3.00 to +3.00)"
+    ) in md
     assert "scaling lowers the score: **reversed** (plain - scaled: -3.00 score" in md
     found = pd.read_csv(demo_root / "results" / "demo_findings.csv")
     assert found["verdict"].tolist() == ["holds", "reversed"]
@@ -90,6 +105,7 @@ def test_reproduce_shares_steps_reuses_and_writes_results(demo_root):
     assert len(executions(demo_root)) == 6
 
 
+@pytest.mark.slow
 def test_seeds_average_rows_and_report_their_spread(demo_root):
     frame = tables.reproduce("demo", "tiny", root=demo_root, progress=False, seeds=3)
     # seeds 0, 1, 2 make 3, 4, 5 chars: plain scores 3, 4, 5 (x1), scaled 6, 8, 10
@@ -105,12 +121,14 @@ def test_seeds_average_rows_and_report_their_spread(demo_root):
     assert len(executions(demo_root)) == 9
 
 
+@pytest.mark.slow
 def test_some_rows_run_without_replacing_the_results(demo_root):
     frame = tables.reproduce("demo", "tiny", root=demo_root, progress=False, rows=["scaled"])
     assert frame["row"].tolist() == ["scaled"] and frame["score"].tolist() == [6.0]
     assert not (demo_root / "results" / "demo.md").exists()
 
 
+@pytest.mark.slow
 def test_changed_params_rerun_the_step_and_its_dependents(demo_root):
     tables.reproduce("demo", "tiny", root=demo_root, progress=False)
     (demo_root / "params/demo/tiny/01_make.yaml").write_text("size: 4\nfail: false\n")
@@ -119,11 +137,13 @@ def test_changed_params_rerun_the_step_and_its_dependents(demo_root):
     assert frame["score"].tolist() == [4.0, 8.0]
 
 
+@pytest.mark.slow
 def test_failing_cell_stops_with_error_and_keeps_finished_steps(demo_root, capsys):
     spec = (demo_root / "params/tables/demo.yaml").read_text()
-    spec = spec.replace("      - {id: make, notebook: 01_make}\n      - id: score",
-                        "      - {id: make, notebook: 01_make, params: {fail: true, size: 9}}\n"
-                        "      - id: score")
+    spec = spec.replace(
+        "      - {id: make, notebook: 01_make}\n      - id: score",
+        "      - {id: make, notebook: 01_make, params: {fail: true, size: 9}}\n      - id: score",
+    )
     (demo_root / "params/tables/demo.yaml").write_text(spec)
     rc = cli.main(["reproduce", "demo"])
     assert rc == 1
@@ -131,27 +151,41 @@ def test_failing_cell_stops_with_error_and_keeps_finished_steps(demo_root, capsy
     assert "ValueError: boom" in err and "executed notebook:" in err
     executed = Path(err.split("executed notebook: ")[1].split("\n")[0])
     assert executed.exists()
-    finished = [p for p in (demo_root / "runs").rglob("metrics.json")
-                if json.loads(p.read_text())["status"] == "finished"]
+    finished = [
+        p
+        for p in (demo_root / "runs").rglob("metrics.json")
+        if json.loads(p.read_text())["status"] == "finished"
+    ]
     assert len(finished) == 2  # the first row's two steps stay
     failed = json.loads((executed.parent / "metrics.json").read_text())
     assert failed["status"] == "failed" and "ValueError: boom" in failed["error"]
     assert not (demo_root / "results" / "demo.csv").exists()
     status = tables.step_status("demo", root=demo_root)
     assert status.set_index(["row", "step"])["status"].to_dict() == {
-        ("plain", "make"): "finished", ("plain", "score"): "finished",
-        ("scaled", "make"): "failed", ("scaled", "score"): "waiting"}
+        ("plain", "make"): "finished",
+        ("plain", "score"): "finished",
+        ("scaled", "make"): "failed",
+        ("scaled", "score"): "waiting",
+    }
 
 
+@pytest.mark.slow
 def test_interrupted_step_is_rerun_not_reused(demo_root):
     """Kill a reproduce mid-step; the half-done step must not count as finished."""
     (demo_root / "hold").touch()  # the make notebook waits while this file exists
-    code = ("import demo_project, sys; demo_project.register(); from vidrepro import cli; "
-            "sys.exit(cli.main(['reproduce', 'demo']))")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=demo_root, env=env,
-                            start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    code = (
+        "import demo_project, sys; demo_project.register(); from vidrepro import cli; "
+        "sys.exit(cli.main(['reproduce', 'demo']))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent / "helpers")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=demo_root,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 60
         while executions(demo_root) != ["make"] and time.time() < deadline:
@@ -217,6 +251,7 @@ def test_code_version_of_a_paper_ignores_other_papers_and_the_runner_not_configs
     assert runs.code_version("paper_a", package) != with_config  # model configs count too
 
 
+@pytest.mark.slow
 def test_verify_reruns_from_nothing_and_reports_each_value(demo_root, capsys):
     tables.reproduce("demo", "tiny", root=demo_root, progress=False)
     assert cli.main(["reproduce", "demo", "--verify"]) == 0
@@ -235,10 +270,14 @@ def test_verify_reruns_from_nothing_and_reports_each_value(demo_root, capsys):
     assert "some values differ" in out
 
 
-@pytest.mark.parametrize("marker,verdict", [
-    ("by_construction: the scale is set by hand", "by construction: the scale is set by hand"),
-    ("not_testable: {tiny: nothing varies}", "not testable at this scale: nothing varies"),
-])
+@pytest.mark.parametrize(
+    "marker,verdict",
+    [
+        ("by_construction: the scale is set by hand", "by construction: the scale is set by hand"),
+        ("not_testable: {tiny: nothing varies}", "not testable at this scale: nothing varies"),
+    ],
+)
+@pytest.mark.slow
 def test_findings_marked_in_the_spec_say_why(demo_root, marker, verdict):
     spec = (demo_root / "params/tables/demo.yaml").read_text()
     spec = spec.replace("pairs: [[plain, scaled]]}", f"pairs: [[plain, scaled]], {marker}}}")
@@ -251,6 +290,7 @@ def test_findings_marked_in_the_spec_say_why(demo_root, marker, verdict):
     assert found["verdict"].tolist() == ["holds", verdict.split(":")[0]]
 
 
+@pytest.mark.slow
 def test_rows_side_by_side_run_a_shared_step_once_and_give_the_same_table(demo_root):
     (demo_root / "hold").write_text("")  # `make` waits: both rows reach it while it runs
     timer = threading.Timer(1.0, (demo_root / "hold").unlink)
@@ -258,17 +298,20 @@ def test_rows_side_by_side_run_a_shared_step_once_and_give_the_same_table(demo_r
     parallel = tables.reproduce("demo", "tiny", root=demo_root, progress=False, jobs=2)
     timer.join()
     assert sorted(executions(demo_root)) == ["make", "score", "score"]
-    serial = tables.reproduce("demo", "tiny", root=demo_root, progress=False, jobs=1,
-                              force=True)
+    serial = tables.reproduce("demo", "tiny", root=demo_root, progress=False, jobs=1, force=True)
     pd.testing.assert_frame_equal(parallel, serial)
 
 
+@pytest.mark.slow
 def test_command_line_lists_parameters_steps_and_version(demo_root, capsys):
     assert cli.main(["params", "notebooks/demo/01_make.ipynb", "--scale", "tiny"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("demo/01_make at tiny scale")
-    assert [line.split()[:2] for line in lines[1:]] == [["size", "int"], ["fail", "bool"],
-                                                       ["seed", "int"]]
+    assert [line.split()[:2] for line in lines[1:]] == [
+        ["size", "int"],
+        ["fail", "bool"],
+        ["seed", "int"],
+    ]
     assert cli.main(["runs", "demo"]) == 0
     out = capsys.readouterr().out
     assert out.count("not run") == 2 and out.count("waiting") == 2  # shared make, two scores
@@ -290,8 +333,10 @@ def test_full_scale_names_missing_data_before_starting_a_kernel(tmp_path, monkey
     monkeypatch.setenv("VIDREPRO_DATA", str(tmp_path))
     assert tables.data_inputs(root, "bmhrl_dense_captioning", "tiny") == {}  # synthetic
     inputs = tables.data_inputs(root, "bmhrl_dense_captioning", "full")
-    assert {p for _, p in inputs.values()} == {tmp_path / "activitynet",
-                                                tmp_path / "glove/glove.840B.300d.txt"}
+    assert {p for _, p in inputs.values()} == {
+        tmp_path / "activitynet",
+        tmp_path / "glove/glove.840B.300d.txt",
+    }
     with pytest.raises(P.ParamsError) as e:
         tables.reproduce("bmhrl_dense_captioning", "full", root=root, progress=False)
     assert str(tmp_path / "activitynet") in str(e.value)

@@ -9,8 +9,10 @@ from vidrepro.metrics.cider import CiderD
 from vidrepro.rl import scst
 
 VOCAB = ["<pad>", "</s>", "a", "red", "blue", "circle", "square", "grows", "shrinks", "then"]
-REFS = [["a red circle grows", "a red circle grows then shrinks"],
-        ["a blue square shrinks", "a blue square shrinks then grows"]]
+REFS = [
+    ["a red circle grows", "a red circle grows then shrinks"],
+    ["a blue square shrinks", "a blue square shrinks then grows"],
+]
 
 
 class ToyPolicy(nn.Module):
@@ -45,8 +47,10 @@ class ToyPolicy(nn.Module):
 
 
 def test_normalize_drops_case_and_punctuation():
-    assert scst.normalize("A red circle grows, then... it MOVES left!") == \
-        "a red circle grows then it moves left"
+    assert (
+        scst.normalize("A red circle grows, then... it MOVES left!")
+        == "a red circle grows then it moves left"
+    )
 
 
 def test_leave_one_out_baseline():
@@ -66,8 +70,9 @@ def test_gradient_is_nonzero_and_pushes_better_samples_up():
     good, bad = torch.tensor([[2, 3, 5, 7, 1]]), torch.tensor([[4, 6, 8, 9, 1]])
     targets = torch.cat([good, bad])
     policy.zero_grad()
-    scst.policy_gradient_loss(policy.token_logprobs(prefix, targets),
-                              torch.tensor([1.0, -1.0])).backward()
+    scst.policy_gradient_loss(
+        policy.token_logprobs(prefix, targets), torch.tensor([1.0, -1.0])
+    ).backward()
     with torch.no_grad():
         before = policy.token_logprobs(prefix, targets).sum(1)
         policy.logits -= 0.5 * policy.logits.grad

@@ -14,6 +14,7 @@ def items(values, ids=None, **extra) -> pd.DataFrame:
     return pd.DataFrame({"item": ids, "score": values, **extra})
 
 
+@pytest.mark.slow
 def test_interval_covers_a_known_effect_about_95_percent_of_the_time():
     """Paired items with a true difference of 0.3: over many test sets drawn afresh, the 95%
     interval of the mean difference contains 0.3 in roughly 95% of them."""
@@ -59,8 +60,7 @@ def test_pairing_is_by_item_id_not_by_position():
 
 def test_different_items_or_missing_metric_are_named_errors():
     with pytest.raises(ValueError, match="different items"):
-        stats.paired_difference([items([1.0, 2.0])], [items([1.0, 2.0], ids=["v0", "x"])],
-                                "score")
+        stats.paired_difference([items([1.0, 2.0])], [items([1.0, 2.0], ids=["v0", "x"])], "score")
     with pytest.raises(KeyError, match="no column 'CIDEr'"):
         stats.row_interval([items([1.0])], "CIDEr")
 

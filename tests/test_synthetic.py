@@ -3,20 +3,30 @@ in its real format and read back by the real readers."""
 
 import json
 import threading
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from vidrepro.data.formats import activitynet, changeit, lavis, merlot, vist
+from vidrepro.data.formats import activitynet, changeit, lavis, merlot, videoqa, vist
 from vidrepro.data.synthetic import audio, datasets, features, language, render, scenes, states
 from vidrepro.data.synthetic.world import Event, Obj, Scene, state_at
 from vidrepro.video import probe, read_audio, sample_frames
 
-SMALL = replace(datasets.SIZES["tiny"], clips=(4, 2, 2), refs=5, images=6, sentences=40,
-                pretrain_videos=3,
-                segments=4, stories=(3, 2, 2), dense=(2, 2), state_videos=(4, 2),
-                state_categories=2)
+SMALL = replace(
+    datasets.SIZES["tiny"],
+    clips=(4, 2, 2),
+    refs=5,
+    images=6,
+    sentences=40,
+    pretrain_videos=3,
+    segments=4,
+    stories=(3, 2, 2),
+    dense=(2, 2),
+    state_videos=(4, 2),
+    state_categories=2,
+)
 
 
 def one(kind, obj=Obj("circle", "red", 0.5, 0.5, 0.1), arg=None, duration=2.0):
@@ -24,7 +34,7 @@ def one(kind, obj=Obj("circle", "red", 0.5, 0.5, 0.1), arg=None, duration=2.0):
 
 
 def mask(frame, colour):
-    return (np.abs(frame.astype(int) - colour).sum(-1) < 60)
+    return np.abs(frame.astype(int) - colour).sum(-1) < 60
 
 
 def test_moving_object_centroid_moves():
@@ -34,10 +44,15 @@ def test_moving_object_centroid_moves():
     assert np.all(np.diff(xs) <= 0.5)
 
 
-@pytest.mark.parametrize("kind,check", [
-    ("grow", lambda a, b: b > 2.2 * a), ("shrink", lambda a, b: b < 0.4 * a),
-    ("appear", lambda a, b: a == 0 and b > 50), ("disappear", lambda a, b: a > 50 and b == 0),
-])
+@pytest.mark.parametrize(
+    "kind,check",
+    [
+        ("grow", lambda a, b: b > 2.2 * a),
+        ("shrink", lambda a, b: b < 0.4 * a),
+        ("appear", lambda a, b: a == 0 and b > 50),
+        ("disappear", lambda a, b: a > 50 and b == 0),
+    ],
+)
 def test_size_and_visibility_events_show_in_pixels(kind, check):
     frames = render.render(one(kind), fps=4, size=64)
     area = [mask(f, (220, 40, 40)).sum() for f in frames]
@@ -49,14 +64,19 @@ def test_colour_change_and_split_show_in_pixels():
     assert mask(frames[0], (220, 40, 40)).sum() > 50 and mask(frames[-1], (220, 40, 40)).sum() == 0
     assert mask(frames[-1], (50, 90, 235)).sum() > 50
     from scipy import ndimage
+
     frames = render.render(one("split"), fps=4, size=64)
     assert ndimage.label(mask(frames[0], (220, 40, 40)))[1] == 1
     assert ndimage.label(mask(frames[-1], (220, 40, 40)))[1] == 2
 
 
 def test_sound_is_heard_not_seen_and_moves_are_seen_not_heard():
-    sound = Scene(4.0, "sand", (Obj("star", "green", 0.5, 0.5, 0.1),),
-                  (Event("sound", 1.0, 3.0, None, "bell"),))
+    sound = Scene(
+        4.0,
+        "sand",
+        (Obj("star", "green", 0.5, 0.5, 0.1),),
+        (Event("sound", 1.0, 3.0, None, "bell"),),
+    )
     frames = render.render(sound, fps=4, size=64)
     assert np.array_equal(frames[0], frames[-1]) and np.array_equal(frames[0], frames[8])
     feats = features.audio_features(audio.soundtrack(sound), audio.SAMPLE_RATE)  # (S, 128)
@@ -78,8 +98,12 @@ def test_generation_is_deterministic_by_seed():
 
 
 def test_references_are_paraphrases_in_time_order():
-    scene = Scene(3.0, "sky", (Obj("square", "blue", 0.5, 0.5, 0.1),),
-                  (Event("grow", 0.2, 1.2, 0), Event("move_left", 1.5, 2.8, 0)))
+    scene = Scene(
+        3.0,
+        "sky",
+        (Obj("square", "blue", 0.5, 0.5, 0.1),),
+        (Event("grow", 0.2, 1.2, 0), Event("move_left", 1.5, 2.8, 0)),
+    )
     refs = language.references(scene, np.random.default_rng(0), 8)
     assert len(set(refs)) == 8
     for ref in refs:
@@ -97,8 +121,9 @@ def test_captions_round_trip(tmp_path):
     video = out / "videos" / train[0].video
     assert sample_frames(video, num_frames=8).shape == (8, 64, 64, 3)
     again = datasets.build("captions", tmp_path / "c2", seed=3, size=SMALL)
-    assert (again / "annotations/cap_train.json").read_text() == \
-        (out / "annotations/cap_train.json").read_text()
+    assert (again / "annotations/cap_train.json").read_text() == (
+        out / "annotations/cap_train.json"
+    ).read_text()
 
 
 def test_captioning_clips_show_three_or_four_events_and_say_nothing_of_sound():
@@ -122,8 +147,10 @@ def test_text_corpus_holds_none_of_the_captions_sentences(tmp_path):
     out = datasets.build("text", tmp_path / "t", seed=1, size=size)
     corpus = datasets.read_text(out)
     captions = {c for *_, refs in datasets.caption_scripts(1, size) for c in refs}
-    assert len(corpus) + json.loads((out / "overlap.json").read_text())[
-        "removed_as_caption_sentences"] == 400
+    assert (
+        len(corpus) + json.loads((out / "overlap.json").read_text())["removed_as_caption_sentences"]
+        == 400
+    )
     assert not captions & set(corpus)
     overlap = json.loads((out / "overlap.json").read_text())
     assert overlap["caption_sentences_in_corpus"] == 0
@@ -139,7 +166,8 @@ def test_image_captions_say_size_place_and_pieces():
     whole = Scene(1.0, "sky", (obj,))
     assert language.image_description(whole, rng).startswith("a big red ")
     assert language.image_description(whole, rng).endswith(
-        "at the bottom left on a light blue background")
+        "at the bottom left on a light blue background"
+    )
     cut = Scene(1.0, "sky", (obj,), (Event("split", 0.0, 0.5, 0),))
     assert "in two pieces at the bottom left" in language.image_description(cut, rng)
 
@@ -150,8 +178,10 @@ def test_ensure_generates_once_when_asked_at_the_same_time(tmp_path, monkeypatch
     real = datasets.build
     monkeypatch.setattr(datasets, "build", lambda *a, **k: built.append(1) or real(*a, **k))
     out = tmp_path / "captions"
-    threads = [threading.Thread(target=datasets.ensure, args=("captions",),
-                                kwargs={"out": out}) for _ in range(3)]
+    threads = [
+        threading.Thread(target=datasets.ensure, args=("captions",), kwargs={"out": out})
+        for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -168,7 +198,9 @@ def test_images_pretrain_and_stories_round_trip(tmp_path):
     assert len(videos) == 3 and all(len(v.segments) == 4 for v in videos)
     assert probe(merlot.video_path(out, videos[0].video_id)).duration == pytest.approx(8.0, abs=0.3)
     out = datasets.build("stories", tmp_path / "s", size=SMALL)
-    stories = vist.read_stories(out / "sis/val.story-in-sequence.json", image_dir=out / "images/val")
+    stories = vist.read_stories(
+        out / "sis/val.story-in-sequence.json", image_dir=out / "images/val"
+    )
     assert len(stories) == 2 and all(len(s.texts) == 5 for s in stories)
 
 
@@ -177,8 +209,9 @@ def test_dense_round_trip_with_features_and_audio(tmp_path):
     train = activitynet.read_annotations(out / "train.json")
     v1, v2 = (activitynet.read_annotations(out / f"val_{k}.json") for k in (1, 2))
     assert [v.video_id for v in v1] == [v.video_id for v in v2]
-    assert [e.sentence for e in v1[0].events] != [e.sentence for e in v2[0].events] or \
-        [e.start for e in v1[0].events] != [e.start for e in v2[0].events]
+    assert [e.sentence for e in v1[0].events] != [e.sentence for e in v2[0].events] or [
+        e.start for e in v1[0].events
+    ] != [e.start for e in v2[0].events]
     i3d, vggish = out / datasets.I3D_DIR, out / datasets.VGGISH_DIR
     kept = activitynet.with_features(train, i3d, vggish)
     assert kept.skipped.count == 0
@@ -241,11 +274,13 @@ def test_ensure_rebuilds_data_made_by_another_generator(tmp_path, monkeypatch):
     assert "an older generator" in (out / datasets.MARKER).read_text()
 
 
+@pytest.mark.slow
 def test_tour_shows_every_kind_through_the_readers(tmp_path, monkeypatch):
     """The data notebook's figures, on small generated datasets."""
     import matplotlib
+
     matplotlib.use("Agg")
-    from vidrepro.data import tour
+    from vidrepro.kit import tour
     from vidrepro.kit.params import DataParams
 
     monkeypatch.setenv("VIDREPRO_DATA", str(tmp_path))
@@ -253,10 +288,16 @@ def test_tour_shows_every_kind_through_the_readers(tmp_path, monkeypatch):
     roots = tour.dataset_roots(DataParams())
     assert roots["dense"] == tmp_path / "synthetic/tiny-seed0/dense"
     assert tour.summary(roots)["dense_videos_val_1"] == 2
-    figures = [tour.caption_clip(roots["captions"]), tour.image_pairs(roots["images"]),
-               tour.pretrain_video(roots["pretrain"]), tour.story(roots["stories"]),
-               tour.dense_video(roots["dense"]), tour.waveform(roots["dense"]),
-               tour.state_video(roots["states"]), tour.relevance(roots["states"])]
+    figures = [
+        tour.caption_clip(roots["captions"]),
+        tour.image_pairs(roots["images"]),
+        tour.pretrain_video(roots["pretrain"]),
+        tour.story(roots["stories"]),
+        tour.dense_video(roots["dense"]),
+        tour.waveform(roots["dense"]),
+        tour.state_video(roots["states"]),
+        tour.relevance(roots["states"]),
+    ]
     assert [len(f.axes) for f in figures[:2]] == [8, 8]
     assert len(figures[4].axes) == 4  # rgb, audio, val_1, val_2
     given = tour.dataset_roots(DataParams(captions_root="msrvtt"))
@@ -265,10 +306,6 @@ def test_tour_shows_every_kind_through_the_readers(tmp_path, monkeypatch):
 
 # --- multiple-choice video QA (the qa kind) --------------------------------------------------
 
-from collections import Counter
-
-from vidrepro.data.formats import videoqa
-
 
 def told(text, scene, steps):
     """(colour, shape word, steps in the order told) of a "the C S <does> then it <does>"
@@ -276,12 +313,20 @@ def told(text, scene, steps):
     first, second = text.split(" then it ")
     words = first.split()
     colour, rest = words[1], " ".join(words[2:])
-    shape = next(w for ws in language.SHAPE_WORDS.values() for w in sorted(ws, key=len)[::-1]
-                 if rest.startswith(w + " "))
+    shape = next(
+        w
+        for ws in language.SHAPE_WORDS.values()
+        for w in sorted(ws, key=len)[::-1]
+        if rest.startswith(w + " ")
+    )
 
     def step(clause):
-        return {k for k, e in enumerate(steps)
-                if any(clause.endswith(p.format(colour=e.arg)) for p in language.EVENT_PHRASES[e.kind])}
+        return {
+            k
+            for k, e in enumerate(steps)
+            if any(clause.endswith(p.format(colour=e.arg)) for p in language.EVENT_PHRASES[e.kind])
+        }
+
     return colour, shape, step(first), step(second)
 
 
@@ -320,8 +365,10 @@ def test_qa_is_deterministic_per_video(tmp_path):
     train_a = videoqa.read_qa(videoqa.annotation_path(a, "train"))
     train_b = videoqa.read_qa(videoqa.annotation_path(b, "train"))
     assert list(train_b) == [q for q in train_a if q.video_id == "train00000"]
-    assert videoqa.annotation_path(a, "val").read_text() == \
-        videoqa.annotation_path(b, "val").read_text()
+    assert (
+        videoqa.annotation_path(a, "val").read_text()
+        == videoqa.annotation_path(b, "val").read_text()
+    )
     assert datasets.locate("qa", str(a)) == a
 
 
@@ -358,15 +405,20 @@ def test_qa_videos_start_mid_story_so_no_answer_is_readable_off_its_words():
 
 # --- the I3D-style RGB rows of the dense kind see shapes -------------------------------------
 
+
 def _shape_probe_accuracy(extract, n_train=180, n_test=60):
     """Held-out accuracy of a ridge probe (dual form) naming the shape from one RGB row of a
     still single-object clip: shapes in turn, colour, size, place and background at random."""
     from vidrepro.data.synthetic.world import BACKGROUNDS, SHAPES
+
     rng = np.random.default_rng(0)
     rows, shapes = [], []
     for i in range(n_train + n_test):
-        obj = replace(scenes.random_object(rng, SHAPES[i % 4]), x=float(rng.uniform(0.2, 0.8)),
-                      y=float(rng.uniform(0.2, 0.8)))
+        obj = replace(
+            scenes.random_object(rng, SHAPES[i % 4]),
+            x=float(rng.uniform(0.2, 0.8)),
+            y=float(rng.uniform(0.2, 0.8)),
+        )
         scene = Scene(1.0, list(BACKGROUNDS)[rng.integers(4)], (obj,))
         rows.append(extract(render.render_still(scene, 0.0, 64, seed=i)[None], 1)[0][0])
         shapes.append(i % 4)

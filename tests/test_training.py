@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from twoprocs import torchrun
 
 from vidrepro import training
 from vidrepro.training import LoopConfig
-from twoprocs import torchrun
 
 
 def test_warmup_then_cosine_to_min_lr():
@@ -72,7 +72,7 @@ def test_checkpoint_names_unknown_parameters(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_on_two_processes_matches_one(tmp_path):
-    script = Path(__file__).with_name("ddp_train_script.py")
+    script = Path(__file__).parent / "helpers" / "ddp_train_script.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], check=True, env=env)
     torchrun(script, tmp_path / "two.pt")

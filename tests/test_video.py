@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 
 from vidrepro.video import (
-    VideoDecodeError, VideoInfo, decode, probe, read_audio, sample_frames, write_video,
+    VideoDecodeError,
+    VideoInfo,
+    decode,
+    probe,
+    read_audio,
+    sample_frames,
+    write_video,
 )
 
 W, H = 80, 64  # non-square, and bands of 16 rows sit on whole macroblocks
@@ -151,8 +157,11 @@ def test_no_sampling_gives_every_frame(clip):
     assert np.array_equal(sample_frames(clip), decode_everything(clip)[0])
 
 
-@pytest.mark.parametrize("num_frames, fps", [(1, None), (3, None), (8, None), (16, None),
-                                             (None, 0.5), (None, 1), (None, 7)])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "num_frames, fps",
+    [(1, None), (3, None), (8, None), (16, None), (None, 0.5), (None, 1), (None, 7)],
+)
 def test_seek_path_equals_decoding_everything(long_clip, num_frames, fps, no_fallback):
     path, rate, n, reference, times = long_clip
     assert len(reference) == n == probe(path).num_frames
@@ -178,10 +187,13 @@ class CountingSeeks:
         return getattr(self._container, name)
 
 
-@pytest.mark.parametrize("targets, seeks", [
-    ([0, 40, 80, 120], 4),  # keyframes every 12: one seek per target (the first rewinds)
-    (list(range(0, 60, 3)), 1),  # dense: decode straight through after the opening rewind
-])
+@pytest.mark.parametrize(
+    "targets, seeks",
+    [
+        ([0, 40, 80, 120], 4),  # keyframes every 12: one seek per target (the first rewinds)
+        (list(range(0, 60, 3)), 1),  # dense: decode straight through after the opening rewind
+    ],
+)
 def test_seeks_only_past_keyframes(tmp_path, targets, seeks):
     path = tmp_path / "gop12.mp4"
     write_video(path, make_frames(150), 25, gop=12)
@@ -195,15 +207,18 @@ def test_seeks_only_past_keyframes(tmp_path, targets, seeks):
     assert [read_index(got[t]) for t in targets] == targets
 
 
-@pytest.mark.parametrize("ext, codec", [
-    (".avi", None),  # no pts stored: FFmpeg numbers packets in decode order
-    (".ts", None),  # seeks by bytes, so lands off keyframes
-    (".h264", None),  # raw stream: no timestamps at all
-    (".mov", None),
-    (".mp4", "mpeg4"),  # the fallback encoder
-    (".webm", "libvpx-vp9"),  # what YouTube serves
-    (".mkv", "libx265"),  # HEVC with open GOPs: leading pictures after each keyframe
-])
+@pytest.mark.parametrize(
+    "ext, codec",
+    [
+        (".avi", None),  # no pts stored: FFmpeg numbers packets in decode order
+        (".ts", None),  # seeks by bytes, so lands off keyframes
+        (".h264", None),  # raw stream: no timestamps at all
+        (".mov", None),
+        (".mp4", "mpeg4"),  # the fallback encoder
+        (".webm", "libvpx-vp9"),  # what YouTube serves
+        (".mkv", "libx265"),  # HEVC with open GOPs: leading pictures after each keyframe
+    ],
+)
 def test_other_containers_and_codecs_equal_decoding_everything(tmp_path, ext, codec):
     if codec and codec not in av.codecs_available:
         pytest.skip(f"{codec} not in this FFmpeg build")
@@ -253,8 +268,9 @@ def test_size_and_crop_follow_width_height_convention(clip):
     assert sample_frames(clip, num_frames=2, size=32).shape == (2, 32, 40, 3)  # shorter side 32
     assert sample_frames(clip, num_frames=2, size=(40, 16)).shape == (2, 16, 40, 3)  # (W, H)
     resized = sample_frames(clip, num_frames=2, size=(40, 32))
-    assert np.array_equal(sample_frames(clip, num_frames=2, size=(40, 32), crop=(20, 8)),
-                          resized[:, 12:20, 10:30])  # centre crop, (W, H)
+    assert np.array_equal(
+        sample_frames(clip, num_frames=2, size=(40, 32), crop=(20, 8)), resized[:, 12:20, 10:30]
+    )  # centre crop, (W, H)
     assert sample_frames(clip, num_frames=2, crop=16).shape == (2, 16, 16, 3)
     full = sample_frames(clip, num_frames=2)
     assert np.array_equal(sample_frames(clip, num_frames=2, crop=(W, 32)), full[:, 16:48])
@@ -296,8 +312,12 @@ def test_missing_empty_and_non_video_files(tmp_path):
 
 def test_truncated_mp4_raises_even_for_early_frames(clip):
     cut = truncate(clip, 0.3)  # moov is at the front, so it opens, but samples are missing
-    for call in (lambda: probe(cut), lambda: sample_frames(cut, num_frames=8),
-                 lambda: sample_frames(cut, num_frames=1), lambda: sample_frames(cut)):
+    for call in (
+        lambda: probe(cut),
+        lambda: sample_frames(cut, num_frames=8),
+        lambda: sample_frames(cut, num_frames=1),
+        lambda: sample_frames(cut),
+    ):
         with pytest.raises(VideoDecodeError, match=r"truncated: got \d+ of 100 frames"):
             call()
 
@@ -306,8 +326,12 @@ def test_truncated_mkv_reports_frames_decoded(tmp_path):
     path = tmp_path / "v.mkv"
     write_video(path, make_frames(200), 25, gop=30)
     cut = truncate(path, 0.3)  # Matroska stores no frame count, but the header has a duration
-    for call in (lambda: probe(cut), lambda: sample_frames(cut, num_frames=8),
-                 lambda: sample_frames(cut, fps=1), lambda: sample_frames(cut)):
+    for call in (
+        lambda: probe(cut),
+        lambda: sample_frames(cut, num_frames=8),
+        lambda: sample_frames(cut, fps=1),
+        lambda: sample_frames(cut),
+    ):
         with pytest.raises(VideoDecodeError, match=r"truncated: got \d+ of ~200 frames"):
             call()
 
@@ -337,9 +361,7 @@ def test_audio_only_and_silent_files(tmp_path, clip):
     path = tmp_path / "tone.m4a"
     with av.open(str(path), "w") as c:
         s = c.add_stream("aac", rate=16000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(
-            sine(1.0, 440, 16000)[None], format="flt", layout="mono"
-        )
+        frame = av.AudioFrame.from_ndarray(sine(1.0, 440, 16000)[None], format="flt", layout="mono")
         frame.sample_rate, frame.pts = 16000, 0
         c.mux(s.encode(frame))
         c.mux(s.encode(None))

@@ -1,13 +1,13 @@
 """``vidrepro`` command line: what the Makefile and cluster users call.
 
-    vidrepro run NOTEBOOK [--params FILE] [--scale tiny] [-p key=value ...] [--out DIR]
-    vidrepro reproduce TABLE [--scale tiny|full] [--force] [--rows a,b] [--seeds N] [--verify]
-    vidrepro data synth [--kind KIND|all] [--out DIR] [--seed N] [--size tiny|small]
-    vidrepro params NOTEBOOK [--scale tiny|full]   a notebook's parameters
-    vidrepro runs TABLE [--scale tiny|full] [--seeds N]   each step's status and folder
-    vidrepro check [--env [--scale full|tiny]]   validate every table and params file at both
-                              scales; --env: Java, devices and the datasets a scale reads
-    vidrepro tables           list the tables
+vidrepro run NOTEBOOK [--params FILE] [--scale tiny] [-p key=value ...] [--out DIR]
+vidrepro reproduce TABLE [--scale tiny|full] [--force] [--rows a,b] [--seeds N] [--verify]
+vidrepro data synth [--kind KIND|all] [--out DIR] [--seed N] [--size tiny|small]
+vidrepro params NOTEBOOK [--scale tiny|full]   a notebook's parameters
+vidrepro runs TABLE [--scale tiny|full] [--seeds N]   each step's status and folder
+vidrepro check [--env [--scale full|tiny]]   validate every table and params file at both
+                          scales; --env: Java, devices and the datasets a scale reads
+vidrepro tables           list the tables
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import typing
 from importlib import metadata
 from pathlib import Path
 
-from . import params as P
 from . import notebooks, runs, tables
+from . import params as P
 from .data.synthetic import datasets
 from .paths import data_root, project_root
 
@@ -28,11 +28,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     root = project_root()
     notebook = _notebook(args.notebook)
     params_file = Path(args.params) if args.params else None
-    params = notebooks.load_params(root, notebook, args.scale, params_file,
-                                   P.parse_overrides(args.p))
+    params = notebooks.load_params(
+        root, notebook, args.scale, params_file, P.parse_overrides(args.p)
+    )
     folder = Path(args.out) if args.out else runs.default_run_folder(root, notebook)
-    result = runs.execute(notebook, params, folder, root=root,
-                          extra={"params_file": str(params_file or args.scale)})
+    result = runs.execute(
+        notebook, params, folder, root=root, extra={"params_file": str(params_file or args.scale)}
+    )
     width = max((len(k) for k in result.metrics), default=0)
     for name, value in result.metrics.items():
         print(f"{name:{width}s}  {value}")
@@ -54,11 +56,20 @@ def cmd_params(args: argparse.Namespace) -> int:
     paper, name = notebooks.identify(notebook)
     schema = P.schema_for(paper, name)
     values = notebooks.load_params(project_root(), notebook, args.scale).model_dump(mode="json")
-    print(f"{paper}/{name} at {args.scale} scale "
-          f"(params/{paper}/{args.scale}/{name}.yaml; -p KEY=VALUE overrides):")
-    rows = [(k, _type_name(f.annotation), repr(values[k]),
-             "required" if f.is_required() else repr(f.default), f.description or "")
-            for k, f in schema.model_fields.items()]
+    print(
+        f"{paper}/{name} at {args.scale} scale "
+        f"(params/{paper}/{args.scale}/{name}.yaml; -p KEY=VALUE overrides):"
+    )
+    rows = [
+        (
+            k,
+            _type_name(f.annotation),
+            repr(values[k]),
+            "required" if f.is_required() else repr(f.default),
+            f.description or "",
+        )
+        for k, f in schema.model_fields.items()
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  " + "  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + f"  {row[4]}")
@@ -90,13 +101,21 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.verify:
         return _verify(root, args)
     rows = args.rows.split(",") if args.rows else None
-    frame = tables.reproduce(args.table, args.scale, root=root, force=args.force, rows=rows,
-                             seeds=args.seeds, jobs=args.jobs)
+    frame = tables.reproduce(
+        args.table,
+        args.scale,
+        root=root,
+        force=args.force,
+        rows=rows,
+        seeds=args.seeds,
+        jobs=args.jobs,
+    )
     print(frame.to_string(index=False))
     if rows is None:
         stem = tables.results_name(args.table, args.seeds)
-        print(f"written: {tables.results_dir(root, args.scale) / stem}"
-              f"{{.md,.csv,_findings.csv,.png}}")
+        print(
+            f"written: {tables.results_dir(root, args.scale) / stem}{{.md,.csv,_findings.csv,.png}}"
+        )
     else:
         print("(some rows only: results/ left unchanged)")
     return 0
@@ -105,19 +124,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def _verify(root: Path, args: argparse.Namespace) -> int:
     """Rerun the table from nothing and say, row by row, whether each number repeats."""
     if args.rows or args.force:
-        raise P.ParamsError("--verify reruns the whole table from nothing: it takes no --rows "
-                            "or --force")
+        raise P.ParamsError(
+            "--verify reruns the whole table from nothing: it takes no --rows or --force"
+        )
     cells, scratch = tables.verify(args.table, args.scale, root=root, seeds=args.seeds)
     for row, group in cells.groupby("row", sort=False):
         differ = group[~group["same"]]
         if differ.empty:
             print(f"same       {row}: all {len(group)} values")
         for _, c in differ.iterrows():
-            print(f"DIFFERENT  {row} {c['column']}: committed {c['committed']}, "
-                  f"rerun {c['rerun']}")
+            print(f"DIFFERENT  {row} {c['column']}: committed {c['committed']}, rerun {c['rerun']}")
     same = bool(cells["same"].all())
-    print(f"{'every value repeats' if same else 'some values differ'} "
-          f"(rerun in {scratch})")
+    print(f"{'every value repeats' if same else 'some values differ'} (rerun in {scratch})")
     return 0 if same else 1
 
 
@@ -170,11 +188,19 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     kinds = datasets.KINDS if args.kind == "all" else (args.kind,)
     for kind in kinds:
-        out = (Path(args.out) / kind if args.kind == "all" else Path(args.out)) if args.out \
-            else None
-        path = datasets.ensure(kind, args.seed, args.size, out) if not args.force \
-            else datasets.build(kind, out or datasets.default_location(kind, args.seed, args.size),
-                                args.seed, args.size)
+        out = (
+            (Path(args.out) / kind if args.kind == "all" else Path(args.out)) if args.out else None
+        )
+        path = (
+            datasets.ensure(kind, args.seed, args.size, out)
+            if not args.force
+            else datasets.build(
+                kind,
+                out or datasets.default_location(kind, args.seed, args.size),
+                args.seed,
+                args.size,
+            )
+        )
         print(f"{kind:9s} {path}")
     return 0
 
@@ -187,10 +213,12 @@ def _table_list() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vidrepro", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {metadata.version('vidrepro')}")
+    parser = argparse.ArgumentParser(
+        prog="vidrepro", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {metadata.version('vidrepro')}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     known = _table_list()
 
@@ -202,54 +230,77 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run folder (default: runs/manual/<name>-<time>)")
     run.set_defaults(func=cmd_run)
 
-    rep = sub.add_parser("reproduce", help="regenerate a result table",
-                         epilog=f"tables: {known}")
+    rep = sub.add_parser("reproduce", help="regenerate a result table", epilog=f"tables: {known}")
     rep.add_argument("table", help=f"one of: {known}")
     rep.add_argument("--scale", default="tiny", choices=P.SCALES)
     rep.add_argument("--force", action="store_true", help="rerun finished steps too")
     rep.add_argument("--rows", help="comma-separated row ids (default: all)")
-    rep.add_argument("--seeds", type=int, default=1,
-                     help="run every row with seeds 0..N-1: means and standard deviations")
-    rep.add_argument("--jobs", type=int, default=None,
-                     help="rows run side by side (default: tiny scale one per core, as each "
-                          "kernel uses one thread; full scale 1); the numbers do not change")
-    rep.add_argument("--verify", action="store_true",
-                     help="rerun the table from nothing in runs/verify/ (data too) and report, "
-                          "row by row, whether every value matches the committed CSV")
+    rep.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="run every row with seeds 0..N-1: means and standard deviations",
+    )
+    rep.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="rows run side by side (default: tiny scale one per core, as each "
+        "kernel uses one thread; full scale 1); the numbers do not change",
+    )
+    rep.add_argument(
+        "--verify",
+        action="store_true",
+        help="rerun the table from nothing in runs/verify/ (data too) and report, "
+        "row by row, whether every value matches the committed CSV",
+    )
     rep.set_defaults(func=cmd_reproduce)
 
     prm = sub.add_parser("params", help="list a notebook's parameters: type, value, default, help")
     prm.add_argument("notebook", help="path to a notebook, e.g. notebooks/bmhrl/03_hrl.ipynb")
-    prm.add_argument("--scale", default="tiny", choices=P.SCALES,
-                     help="whose params file gives the values")
+    prm.add_argument(
+        "--scale", default="tiny", choices=P.SCALES, help="whose params file gives the values"
+    )
     prm.set_defaults(func=cmd_params)
 
-    status = sub.add_parser("runs", help="each step of a table: status, folder, outputs",
-                            epilog=f"tables: {known}")
+    status = sub.add_parser(
+        "runs", help="each step of a table: status, folder, outputs", epilog=f"tables: {known}"
+    )
     status.add_argument("table", help=f"one of: {known}")
     status.add_argument("--scale", default="tiny", choices=P.SCALES)
     status.add_argument("--seeds", type=int, default=1, help="the steps of seeds 0..N-1")
-    status.add_argument("--metrics", action="store_true",
-                        help="also each finished step's metrics (losses, diagnostics)")
+    status.add_argument(
+        "--metrics",
+        action="store_true",
+        help="also each finished step's metrics (losses, diagnostics)",
+    )
     status.set_defaults(func=cmd_runs)
 
     data = sub.add_parser("data", help="synthetic datasets in the real formats")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     synth = data_sub.add_parser("synth", help="generate (or find) a synthetic dataset")
     synth.add_argument("--kind", default="all", choices=("all", *datasets.KINDS))
-    synth.add_argument("--out", help="folder (default: $VIDREPRO_DATA or data/, "
-                                     "synthetic/<size>-seed<seed>/<kind>)")
+    synth.add_argument(
+        "--out",
+        help="folder (default: $VIDREPRO_DATA or data/, synthetic/<size>-seed<seed>/<kind>)",
+    )
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--size", default="tiny", choices=("tiny", "small"))
     synth.add_argument("--force", action="store_true", help="regenerate even if present")
     synth.set_defaults(func=cmd_data)
 
-    check = sub.add_parser("check", help="validate all tables and params (--env: this "
-                                         "machine: Java, devices, datasets)")
-    check.add_argument("--env", action="store_true",
-                       help="check Java, the devices torch and JAX see, and the data a scale reads")
-    check.add_argument("--scale", default="full", choices=P.SCALES,
-                       help="whose datasets --env looks for")
+    check = sub.add_parser(
+        "check",
+        help="validate all tables and params (--env: this machine: Java, devices, datasets)",
+    )
+    check.add_argument(
+        "--env",
+        action="store_true",
+        help="check Java, the devices torch and JAX see, and the data a scale reads",
+    )
+    check.add_argument(
+        "--scale", default="full", choices=P.SCALES, help="whose datasets --env looks for"
+    )
     check.set_defaults(func=cmd_check)
     sub.add_parser("tables", help="list the tables").set_defaults(func=cmd_tables)
     return parser

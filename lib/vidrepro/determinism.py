@@ -50,11 +50,15 @@ def environment() -> dict[str, str]:
 def _xla_flags(given: str, n: int) -> str:
     """``given`` with XLA's CPU thread count set to ``n`` (other flags, e.g. a fake device
     count, kept)."""
-    kept = [f for f in given.split() if not f.startswith(("--xla_cpu_multi_thread_eigen",
-                                                          "intra_op_parallelism_threads"))]
+    kept = [
+        f
+        for f in given.split()
+        if not f.startswith(("--xla_cpu_multi_thread_eigen", "intra_op_parallelism_threads"))
+    ]
     eigen = "true" if n > 1 else "false"
-    return " ".join([*kept, f"--xla_cpu_multi_thread_eigen={eigen}",
-                     f"intra_op_parallelism_threads={n}"])
+    return " ".join(
+        [*kept, f"--xla_cpu_multi_thread_eigen={eigen}", f"intra_op_parallelism_threads={n}"]
+    )
 
 
 def configure(seed: int | None = None) -> int:

@@ -18,12 +18,14 @@ from . import params as P
 from .paths import project_root
 
 
-def parse(paper: str, stages: dict[str, str], argv: list[str] | None = None
-          ) -> tuple[str, P.Params, Path]:
+def parse(
+    paper: str, stages: dict[str, str], argv: list[str] | None = None
+) -> tuple[str, P.Params, Path]:
     """(stage, validated params, output folder) from the command line; ``stages`` maps a stage
     name to its notebook, whose schema and params file the stage uses."""
-    parser = argparse.ArgumentParser(prog=f"python -m vidrepro.{paper}.train",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=f"python -m vidrepro.{paper}.train", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("stage", choices=sorted(stages))
     parser.add_argument("--scale", default="tiny", choices=P.SCALES)
     parser.add_argument("--params", help="a params YAML (default: the notebook's at --scale)")
@@ -31,8 +33,11 @@ def parse(paper: str, stages: dict[str, str], argv: list[str] | None = None
     parser.add_argument("--out", required=True, help="folder for checkpoints and the model")
     args = parser.parse_args(argv)
     notebook = stages[args.stage]
-    path = (Path(args.params) if args.params
-            else P.params_path(project_root(), paper, notebook, args.scale))
+    path = (
+        Path(args.params)
+        if args.params
+        else P.params_path(project_root(), paper, notebook, args.scale)
+    )
     try:
         params = P.load(P.schema_for(paper, notebook), path, P.parse_overrides(args.p))
     except (P.ParamsError, FileNotFoundError) as e:

@@ -36,8 +36,13 @@ def locate(root: Path, paper: str, name: str) -> Path:
     return folder / f"{name}.ipynb"
 
 
-def load_params(root: Path, path: Path, scale: str, params_file: Path | None = None,
-                overrides: dict[str, Any] | None = None) -> Params:
+def load_params(
+    root: Path,
+    path: Path,
+    scale: str,
+    params_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Params:
     """The validated params of notebook ``path`` at ``scale`` (or from ``params_file``)."""
     paper, name = identify(path)
     file = params_file or P.params_path(root, paper, name, scale)
@@ -111,17 +116,21 @@ def _differs_from_tiny(root: Path, path: Path, nb: dict[str, Any]) -> list[str]:
 
 def _long_functions(code: str) -> list[str]:
     # IPython magics and shell escapes are not Python: parse them as `pass` at their indent.
-    lines = [ln[:len(ln) - len(ln.lstrip())] + "pass" if ln.lstrip().startswith(("!", "%"))
-             else ln for ln in code.splitlines()]
+    lines = [
+        ln[: len(ln) - len(ln.lstrip())] + "pass" if ln.lstrip().startswith(("!", "%")) else ln
+        for ln in code.splitlines()
+    ]
     try:
         tree = ast.parse("\n".join(lines))
     except SyntaxError as e:
         return [f"does not parse: {e}"]
-    return [f"function {node.name!r} is {node.end_lineno - node.lineno + 1} lines; "
-            f"move it to lib/ with a test (limit {MAX_FUNCTION_LINES})"
-            for node in ast.walk(tree)
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    return [
+        f"function {node.name!r} is {node.end_lineno - node.lineno + 1} lines; "
+        f"move it to lib/ with a test (limit {MAX_FUNCTION_LINES})"
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
 
 
 def strip(path: Path) -> bool:
@@ -139,5 +148,6 @@ def strip(path: Path) -> bool:
 
 
 def all_notebooks(root: Path) -> list[Path]:
-    return sorted(p for p in (root / "notebooks").rglob("*.ipynb")
-                  if ".ipynb_checkpoints" not in p.parts)
+    return sorted(
+        p for p in (root / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+    )

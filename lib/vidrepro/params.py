@@ -42,6 +42,7 @@ def canonical_json(obj: Any) -> str:
 
 # --- YAML ------------------------------------------------------------------------------------
 
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader that reads ``1e-4`` as a float; PyYAML follows YAML 1.1, which needs a dot."""
 
@@ -93,11 +94,14 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 # --- validation ----------------------------------------------------------------------------
 
+
 def validate(model: type[BaseModel], values: Any, source: str) -> Any:
     """Build ``model`` from ``values``; errors name ``source`` and every bad key."""
     if not isinstance(values, dict):
-        raise ParamsError(f"{source}: expected a mapping of parameter names to values, "
-                          f"got {type(values).__name__}")
+        raise ParamsError(
+            f"{source}: expected a mapping of parameter names to values, "
+            f"got {type(values).__name__}"
+        )
     try:
         return model(**values)
     except ValidationError as e:
@@ -110,8 +114,11 @@ def _describe(error: ValidationError, model: type[BaseModel], source: str) -> st
     for err in error.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(root)"
         if err["type"] == "extra_forbidden":
-            near = difflib.get_close_matches(str(err["loc"][0]), known, n=1) \
-                if len(err["loc"]) == 1 else []
+            near = (
+                difflib.get_close_matches(str(err["loc"][0]), known, n=1)
+                if len(err["loc"]) == 1
+                else []
+            )
             hint = f"; did you mean {near[0]!r}?" if near else ""
             lines.append(f"  key {key!r}: unknown parameter{hint}")
         elif err["type"] == "missing":
@@ -152,12 +159,15 @@ def schema_for(paper: str, notebook: str) -> type[Params]:
     try:
         module = importlib.import_module(f"vidrepro.{paper}.params")
     except ModuleNotFoundError as e:
-        raise ParamsError(f"no parameter models for paper {paper!r} "
-                          f"(expected module vidrepro.{paper}.params)") from e
+        raise ParamsError(
+            f"no parameter models for paper {paper!r} (expected module vidrepro.{paper}.params)"
+        ) from e
     notebooks: dict[str, type[Params]] = getattr(module, "NOTEBOOKS", {})
     if notebook not in notebooks:
-        raise ParamsError(f"vidrepro.{paper}.params.NOTEBOOKS has no entry for {notebook!r} "
-                          f"(has: {', '.join(sorted(notebooks)) or 'none'})")
+        raise ParamsError(
+            f"vidrepro.{paper}.params.NOTEBOOKS has no entry for {notebook!r} "
+            f"(has: {', '.join(sorted(notebooks)) or 'none'})"
+        )
     return notebooks[notebook]
 
 
@@ -170,5 +180,8 @@ def params_path(root: Path, paper: str, notebook: str, scale: str) -> Path:
 def from_namespace(model: type[Params], namespace: dict[str, Any]) -> Params:
     """Validate a notebook's parameter variables (after papermill's injected cell) in-kernel,
     so that a notebook opened by hand in Jupyter gets the same checks as a headless run."""
-    return validate(model, {k: namespace[k] for k in model.model_fields if k in namespace},
-                    "notebook parameters cell")
+    return validate(
+        model,
+        {k: namespace[k] for k in model.model_fields if k in namespace},
+        "notebook parameters cell",
+    )

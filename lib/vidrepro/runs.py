@@ -35,12 +35,25 @@ METRICS_FILE = "metrics.json"
 ITEMS_FILE = "items.csv"
 ITEM_ID = "item"
 TRACKED_PACKAGES = (
-    "vidrepro", "torch", "torchvision", "jax", "jaxlib", "flax", "optax", "transformers", "peft",
-    "open_clip_torch", "numpy", "av", "pycocoevalcap", "papermill",
+    "vidrepro",
+    "torch",
+    "torchvision",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "transformers",
+    "peft",
+    "open_clip_torch",
+    "numpy",
+    "av",
+    "pycocoevalcap",
+    "papermill",
 )
 
 
 # --- notebook side ---------------------------------------------------------------------------
+
 
 def run_dir() -> Path:
     """This run's folder: the runner's, or ``runs/interactive/<time>`` when opened by hand. In
@@ -142,6 +155,7 @@ def read_items(folder: Path) -> Any:
 
 # --- provenance ------------------------------------------------------------------------------
 
+
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in TRACKED_PACKAGES:
@@ -155,10 +169,16 @@ def package_versions() -> dict[str, str]:
 def git_commit(root: Path) -> str:
     """HEAD, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("-dirty" if dirty else "")
@@ -180,7 +200,8 @@ def code_version(paper: str | None = None, package: Path | None = None) -> str:
     for path in sorted([*package.rglob("*.py"), *package.rglob("configs/*.json")]):
         relative = path.relative_to(package)
         if (path.parent == package and path.name in RUNNER_MODULES) or (
-                paper and relative.parts[0] in others):
+            paper and relative.parts[0] in others
+        ):
             continue
         digest.update(str(relative).encode())
         digest.update(path.read_bytes())
@@ -192,6 +213,7 @@ def file_digest(path: Path) -> str:
 
 
 # --- runner side -----------------------------------------------------------------------------
+
 
 class StepFailed(RuntimeError):
     """A notebook cell raised; the message holds the error and the executed notebook's path."""
@@ -209,8 +231,10 @@ class RunResult:
     def output(self, name: str) -> Path:
         outputs = self.record.get("outputs", {})
         if name not in outputs:
-            raise KeyError(f"{self.folder}: the run logged no output {name!r} "
-                           f"(it has: {', '.join(sorted(outputs)) or 'none'})")
+            raise KeyError(
+                f"{self.folder}: the run logged no output {name!r} "
+                f"(it has: {', '.join(sorted(outputs)) or 'none'})"
+            )
         return self.folder / outputs[name]
 
 
@@ -219,9 +243,16 @@ def is_finished(folder: Path, key: str | None = None) -> bool:
     return record.get("status") == "finished" and (key is None or record.get("key") == key)
 
 
-def execute(notebook: Path, params: Params, folder: Path, *, key: str | None = None,
-            root: Path | None = None, progress: bool = True,
-            extra: dict[str, Any] | None = None) -> RunResult:
+def execute(
+    notebook: Path,
+    params: Params,
+    folder: Path,
+    *,
+    key: str | None = None,
+    root: Path | None = None,
+    progress: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> RunResult:
     """Run ``notebook`` with papermill into ``folder``; raise :class:`StepFailed` on a cell error.
 
     The record starts as ``running`` and becomes ``finished`` only after the last cell (or
@@ -254,19 +285,32 @@ def execute(notebook: Path, params: Params, folder: Path, *, key: str | None = N
     write_record(folder, record)
     executed = folder / Path(notebook).name
     # The kernel's own environment: its run folder and the pinned thread settings.
-    kernel_env = {**os.environ, **determinism.environment(), RUN_DIR_ENV: str(folder),
-                  "VIDREPRO_ROOT": str(root)}
+    kernel_env = {
+        **os.environ,
+        **determinism.environment(),
+        RUN_DIR_ENV: str(folder),
+        "VIDREPRO_ROOT": str(root),
+    }
     start = time.monotonic()
     try:
         with _kernel_manager(kernel_env) as manager:
-            pm.execute_notebook(str(notebook), str(executed), parameters=values,
-                                kernel_name="python3", progress_bar=progress, cwd=str(root),
-                                log_output=False, **manager)
+            pm.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters=values,
+                kernel_name="python3",
+                progress_bar=progress,
+                cwd=str(root),
+                log_output=False,
+                **manager,
+            )
     except pm.PapermillExecutionError as e:
         error = f"{_relative(notebook, root)} failed in cell {e.exec_count}: {e.ename}: {e.evalue}"
         write_record(folder, {**read_record(folder), "status": "failed", "error": error})
-        raise StepFailed(f"{error}\nexecuted notebook: {executed}\n"
-                         + "".join(_strip_ansi(t) for t in e.traceback[-3:])) from None
+        raise StepFailed(
+            f"{error}\nexecuted notebook: {executed}\n"
+            + "".join(_strip_ansi(t) for t in e.traceback[-3:])
+        ) from None
     record = {**read_record(folder), "status": "finished"}
     record["provenance"]["duration_s"] = round(time.monotonic() - start, 2)
     write_record(folder, record)
@@ -281,6 +325,7 @@ def _kernel_manager(env: dict[str, str]) -> Iterator[dict[str, Any]]:
     from jupyter_client.manager import KernelManager
 
     with tempfile.TemporaryDirectory(prefix="vidrepro-ipc-") as sockets:
+
         class _Manager(KernelManager):
             def __init__(self, **kwargs: Any) -> None:
                 if os.name != "nt":
@@ -323,6 +368,18 @@ def default_run_folder(root: Path, notebook: Path) -> Path:
 
 
 __all__ = [
-    "run_dir", "log_metrics", "log_output", "execute", "RunResult", "StepFailed", "step_key",
-    "is_finished", "read_record", "log_items", "read_items", "package_versions", "git_commit", "code_version",
+    "run_dir",
+    "log_metrics",
+    "log_output",
+    "execute",
+    "RunResult",
+    "StepFailed",
+    "step_key",
+    "is_finished",
+    "read_record",
+    "log_items",
+    "read_items",
+    "package_versions",
+    "git_commit",
+    "code_version",
 ]

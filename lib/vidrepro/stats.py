@@ -53,8 +53,13 @@ def verdict(interval: Interval) -> str:
     return UNRESOLVED
 
 
-def bootstrap(values: np.ndarray, weights: np.ndarray | None = None, *,
-              replicates: int = REPLICATES, seed: int = SEED) -> Interval:
+def bootstrap(
+    values: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    replicates: int = REPLICATES,
+    seed: int = SEED,
+) -> Interval:
     """Mean of ``values`` ``(seeds, items)`` (or ``(items,)``) over seeds and items, weighted per
     item by ``weights`` ``(items,)``, and its percentile interval."""
     values = np.asarray(values, dtype=np.float64)
@@ -74,8 +79,11 @@ def bootstrap(values: np.ndarray, weights: np.ndarray | None = None, *,
     for start in range(0, replicates, _CHUNK):
         n = min(_CHUNK, replicates - start)
         counts = item_rng.multinomial(n_items, np.full(n_items, 1 / n_items), size=n) * w  # (n, I)
-        seeds = (seed_rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n)
-                 if n_seeds > 1 else np.ones((n, 1)))  # (n, S)
+        seeds = (
+            seed_rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n)
+            if n_seeds > 1
+            else np.ones((n, 1))
+        )  # (n, S)
         per_seed = (counts @ values.T) / counts.sum(1, keepdims=True)  # (n, S)
         stats.append((per_seed * seeds).sum(1) / n_seeds)
     alpha = (1 - CONFIDENCE) / 2
@@ -83,8 +91,9 @@ def bootstrap(values: np.ndarray, weights: np.ndarray | None = None, *,
     return Interval(mean, float(lo), float(hi))
 
 
-def align(a: list[pd.DataFrame], b: list[pd.DataFrame] | None, metric: str
-          ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+def align(
+    a: list[pd.DataFrame], b: list[pd.DataFrame] | None, metric: str
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Per-item scores of one row (``b`` None) or two rows, one frame per seed with ``item`` and
     ``metric`` columns, as ``(seeds, items)`` matrices in one item order, and the item weights.
     Rows are paired by item id, never by position; every frame must hold the same items."""
@@ -92,16 +101,21 @@ def align(a: list[pd.DataFrame], b: list[pd.DataFrame] | None, metric: str
     ids = sorted(frames[0]["item"].astype(str))
     for f in frames:
         if metric not in f.columns:
-            raise KeyError(f"per-item scores have no column {metric!r} (they have: "
-                           f"{', '.join(c for c in f.columns if c != 'item')})")
+            raise KeyError(
+                f"per-item scores have no column {metric!r} (they have: "
+                f"{', '.join(c for c in f.columns if c != 'item')})"
+            )
         if sorted(f["item"].astype(str)) != ids:
             diff = set(f["item"].astype(str)) ^ set(ids)
-            raise ValueError(f"{metric}: rows or seeds were scored on different items "
-                             f"({len(diff)} differ, e.g. {sorted(diff)[:3]})")
+            raise ValueError(
+                f"{metric}: rows or seeds were scored on different items "
+                f"({len(diff)} differ, e.g. {sorted(diff)[:3]})"
+            )
 
     def matrix(group: list[pd.DataFrame]) -> np.ndarray:
-        return np.stack([f.set_index(f["item"].astype(str)).loc[ids, metric].to_numpy(float)
-                         for f in group])
+        return np.stack(
+            [f.set_index(f["item"].astype(str)).loc[ids, metric].to_numpy(float) for f in group]
+        )
 
     first = frames[0].set_index(frames[0]["item"].astype(str))
     weights = first.loc[ids, "weight"].to_numpy(float) if "weight" in first.columns else None

@@ -23,8 +23,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
-from . import params as P
 from . import determinism, notebooks, runs, stats
+from . import params as P
 from .paths import data_path, data_root, project_root
 
 REF = re.compile(r"\$\{([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)\}")
@@ -49,8 +49,9 @@ class RowSpec(_Strict):
     id: str
     columns: dict[str, Any] = {}
     steps: list[StepSpec]
-    metrics_from: str | None = Field(None, description="step whose metrics fill the row "
-                                                       "(default: the last)")
+    metrics_from: str | None = Field(
+        None, description="step whose metrics fill the row (default: the last)"
+    )
 
     @model_validator(mode="after")
     def _check_steps(self) -> RowSpec:
@@ -62,8 +63,10 @@ class RowSpec(_Strict):
         for i, step in enumerate(self.steps):
             for ref_step, _ in _references(step):
                 if ref_step not in ids[:i]:
-                    raise ValueError(f"row {self.id!r}, step {step.id!r}: ${{{ref_step}...}} "
-                                     f"names no earlier step (earlier: {ids[:i]})")
+                    raise ValueError(
+                        f"row {self.id!r}, step {step.id!r}: ${{{ref_step}...}} "
+                        f"names no earlier step (earlier: {ids[:i]})"
+                    )
         if self.metrics_from is not None and self.metrics_from not in ids:
             raise ValueError(f"row {self.id!r}: metrics_from {self.metrics_from!r} is not a step")
         return self
@@ -79,11 +82,16 @@ class Finding(_Strict):
     claim: str
     metric: str
     pairs: list[tuple[str, str]]
-    by_construction: str = Field("", description="why the outcome follows from how the rows "
-                                                 "are built (then not counted as reproduced)")
+    by_construction: str = Field(
+        "",
+        description="why the outcome follows from how the rows "
+        "are built (then not counted as reproduced)",
+    )
     not_testable: dict[Literal["tiny", "full"], str] = Field(
-        {}, description="per scale, why the rows cannot test the claim there (the difference "
-                        "is still reported, the verdict is 'not testable')")
+        {},
+        description="per scale, why the rows cannot test the claim there (the difference "
+        "is still reported, the verdict is 'not testable')",
+    )
 
 
 class TableSpec(_Strict):
@@ -104,13 +112,16 @@ class TableSpec(_Strict):
         for row in self.rows:
             extra = set(row.columns) - set(self.columns)
             if extra:
-                raise ValueError(f"row {row.id!r}: columns {sorted(extra)} are not in the "
-                                 f"table's columns {self.columns}")
+                raise ValueError(
+                    f"row {row.id!r}: columns {sorted(extra)} are not in the "
+                    f"table's columns {self.columns}"
+                )
         for f in self.findings:
             unknown = {r for pair in f.pairs for r in pair} - set(ids)
             if unknown or f.metric not in self.metrics:
-                raise ValueError(f"finding {f.claim!r}: unknown rows {sorted(unknown)} or "
-                                 f"metric {f.metric!r}")
+                raise ValueError(
+                    f"finding {f.claim!r}: unknown rows {sorted(unknown)} or metric {f.metric!r}"
+                )
         return self
 
 
@@ -126,6 +137,7 @@ def _references(step: StepSpec) -> list[tuple[str, str]]:
 
 
 # --- loading ---------------------------------------------------------------------------------
+
 
 def table_path(root: Path, table: str) -> Path:
     return root / "params" / "tables" / f"{table}.yaml"
@@ -145,8 +157,9 @@ def load_table(root: Path, table: str) -> TableSpec:
         for step in row.steps:
             nb = notebook_path(root, spec.paper, step.notebook)
             if not nb.exists():
-                raise P.ParamsError(f"{path}: row {row.id!r}, step {step.id!r}: "
-                                    f"notebook {nb} does not exist")
+                raise P.ParamsError(
+                    f"{path}: row {row.id!r}, step {step.id!r}: notebook {nb} does not exist"
+                )
     return spec
 
 
@@ -163,21 +176,24 @@ def notebook_path(root: Path, paper: str, notebook: str) -> Path:
 
 # --- running ---------------------------------------------------------------------------------
 
+
 def _resolve(value: Any, done: dict[str, runs.RunResult]) -> Any:
     if not isinstance(value, str):
         return value
     return REF.sub(lambda m: str(done[m.group(1)].output(m.group(2))), value)
 
 
-def step_params(root: Path, paper: str, step: StepSpec, scale: str,
-                resolve=lambda v: v, seed: int | None = None) -> P.Params:
+def step_params(
+    root: Path, paper: str, step: StepSpec, scale: str, resolve=lambda v: v, seed: int | None = None
+) -> P.Params:
     """A step's params: its notebook's params file, the table's overrides, and ``seed`` for
     every step that has a ``seed`` parameter (the repeated runs of ``--seeds``)."""
     overrides = {k: resolve(v) for k, v in step.overrides(scale).items()}
     if seed is not None and "seed" in P.schema_for(paper, step.notebook).model_fields:
         overrides["seed"] = seed
-    return notebooks.load_params(root, notebook_path(root, paper, step.notebook), scale,
-                                 overrides=overrides)
+    return notebooks.load_params(
+        root, notebook_path(root, paper, step.notebook), scale, overrides=overrides
+    )
 
 
 def check_table(root: Path, table: str, scale: str) -> TableSpec:
@@ -195,13 +211,21 @@ def _dry_run(value: Any) -> Any:
     return REF.sub(r"/dry-run/\1/\2", value) if isinstance(value, str) else value
 
 
-def _located(root: Path, spec: TableSpec, step: StepSpec, scale: str,
-             done: dict[str, runs.RunResult], code: str, seed: int | None,
-             workdir: Path) -> tuple[Path, P.Params, str, Path]:
+def _located(
+    root: Path,
+    spec: TableSpec,
+    step: StepSpec,
+    scale: str,
+    done: dict[str, runs.RunResult],
+    code: str,
+    seed: int | None,
+    workdir: Path,
+) -> tuple[Path, P.Params, str, Path]:
     """Where a step of a row lives: (notebook, params, key, folder), given the row's earlier
     steps in ``done``."""
-    params = step_params(root, spec.paper, step, scale, resolve=lambda v: _resolve(v, done),
-                         seed=seed)
+    params = step_params(
+        root, spec.paper, step, scale, resolve=lambda v: _resolve(v, done), seed=seed
+    )
     nb = notebook_path(root, spec.paper, step.notebook)
     key = runs.step_key(nb, params, {k: r.record["key"] for k, r in done.items()}, code)
     return nb, params, key, workdir / "runs" / scale / spec.paper / step.notebook / key[:16]
@@ -233,13 +257,17 @@ def check_data(root: Path, table: str, scale: str) -> None:
         if not path.exists():
             missing.setdefault(str(path), []).append(f"{where} = {value!r}")
     if missing:
-        lines = [f"  {path} (from {', '.join(uses[:2])}{', ...' if len(uses) > 2 else ''})"
-                 for path, uses in missing.items()]
+        lines = [
+            f"  {path} (from {', '.join(uses[:2])}{', ...' if len(uses) > 2 else ''})"
+            for path, uses in missing.items()
+        ]
         raise P.ParamsError(
-            f"table {table} at {scale} scale reads data that is not there:\n" + "\n".join(lines)
+            f"table {table} at {scale} scale reads data that is not there:\n"
+            + "\n".join(lines)
             + f"\nRelative paths are under $VIDREPRO_DATA (now {data_root()}); set it to the "
             "folder holding the datasets. The README's Data section gives each dataset's "
-            "layout and where to download it.")
+            "layout and where to download it."
+        )
 
 
 class StepLocks:
@@ -254,10 +282,20 @@ class StepLocks:
             return self._locks.setdefault(key, threading.Lock())
 
 
-def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: bool = False,
-            ran: set[str] | None = None, progress: bool = True, code: str | None = None,
-            seed: int | None = None, workdir: Path | None = None,
-            locks: StepLocks | None = None) -> dict[str, runs.RunResult]:
+def run_row(
+    root: Path,
+    spec: TableSpec,
+    row: RowSpec,
+    scale: str,
+    *,
+    force: bool = False,
+    ran: set[str] | None = None,
+    progress: bool = True,
+    code: str | None = None,
+    seed: int | None = None,
+    workdir: Path | None = None,
+    locks: StepLocks | None = None,
+) -> dict[str, runs.RunResult]:
     """Run a row's steps in order. ``ran`` collects the keys executed in this invocation, so
     that ``force`` reruns a step shared by several rows once, not once per row; ``code`` is the
     source version the whole table is keyed on; step folders live under ``workdir/runs``
@@ -275,16 +313,25 @@ def run_row(root: Path, spec: TableSpec, row: RowSpec, scale: str, *, force: boo
                 done[step.id] = runs.RunResult(folder, runs.read_record(folder))
                 tqdm.write(f"[{tag}] {step.id}: reused {_shown(folder, root)}")
                 continue
-            tqdm.write(f"[{tag}] {step.id}: running {nb.relative_to(root)} -> "
-                       f"{_shown(folder, root)}")
-            done[step.id] = runs.execute(nb, params, folder, key=key, root=root,
-                                         progress=progress, extra={"scale": scale})
+            tqdm.write(
+                f"[{tag}] {step.id}: running {nb.relative_to(root)} -> {_shown(folder, root)}"
+            )
+            done[step.id] = runs.execute(
+                nb, params, folder, key=key, root=root, progress=progress, extra={"scale": scale}
+            )
             ran.add(key)
     return done
 
 
-def _interleaved(root: Path, spec: TableSpec, rows: list[RowSpec], scale: str, code: str,
-                 seeds: int, workdir: Path) -> list[tuple[int, RowSpec]]:
+def _interleaved(
+    root: Path,
+    spec: TableSpec,
+    rows: list[RowSpec],
+    scale: str,
+    code: str,
+    seeds: int,
+    workdir: Path,
+) -> list[tuple[int, RowSpec]]:
     """(seed, row) in the order to start them: rows grouped by their first step (which has no
     upstream, so its key is known now), taken from the groups in turn, so that side-by-side
     workers begin with different first steps (several pretrainings at once) instead of
@@ -292,8 +339,9 @@ def _interleaved(root: Path, spec: TableSpec, rows: list[RowSpec], scale: str, c
     groups: dict[str, list[tuple[int, RowSpec]]] = {}
     for seed in range(seeds):
         for row in rows:
-            *_, key, _ = _located(root, spec, row.steps[0], scale, {}, code,
-                                  seed if seeds > 1 else None, workdir)
+            *_, key, _ = _located(
+                root, spec, row.steps[0], scale, {}, code, seed if seeds > 1 else None, workdir
+            )
             groups.setdefault(key, []).append((seed, row))
     queues = list(groups.values())
     order = []
@@ -310,8 +358,9 @@ def default_jobs(scale: str) -> int:
     return max(1, min(4, (os.cpu_count() or 1) // determinism.threads()))
 
 
-def step_status(table: str, scale: str = "tiny", *, root: Path | None = None,
-                seeds: int = 1) -> pd.DataFrame:
+def step_status(
+    table: str, scale: str = "tiny", *, root: Path | None = None, seeds: int = 1
+) -> pd.DataFrame:
     """Every step of every row without running anything: its status (finished, running,
     failed, not run, or waiting for an earlier step), its folder, the outputs it logged (e.g.
     the model a "your video" notebook takes) and its metrics."""
@@ -325,22 +374,30 @@ def step_status(table: str, scale: str = "tiny", *, root: Path | None = None,
             for i, step in enumerate(row.steps):
                 entry = {"row": row.id, "seed": seed, "step": step.id, "notebook": step.notebook}
                 if len(done) < i:  # an earlier step is not finished
-                    records.append({**entry, "status": "waiting", "folder": "", "outputs": "",
-                                    "metrics": {}})
+                    records.append(
+                        {**entry, "status": "waiting", "folder": "", "outputs": "", "metrics": {}}
+                    )
                     continue
-                *_, key, folder = _located(root, spec, step, scale, done, code,
-                                           seed if seeds > 1 else None, root)
+                *_, key, folder = _located(
+                    root, spec, step, scale, done, code, seed if seeds > 1 else None, root
+                )
                 record = runs.read_record(folder)
-                status = record.get("status", "not run") if record.get("key") == key \
-                    else "not run"
+                status = record.get("status", "not run") if record.get("key") == key else "not run"
                 if status == "finished":
                     done[step.id] = runs.RunResult(folder, record)
-                outputs = ", ".join(f"{k}: {_shown(folder / v, root)}"
-                                    for k, v in record.get("outputs", {}).items())
+                outputs = ", ".join(
+                    f"{k}: {_shown(folder / v, root)}" for k, v in record.get("outputs", {}).items()
+                )
                 finished = status == "finished"
-                records.append({**entry, "status": status, "folder": str(_shown(folder, root)),
-                                "outputs": outputs if finished else "",
-                                "metrics": record.get("metrics", {}) if finished else {}})
+                records.append(
+                    {
+                        **entry,
+                        "status": status,
+                        "folder": str(_shown(folder, root)),
+                        "outputs": outputs if finished else "",
+                        "metrics": record.get("metrics", {}) if finished else {},
+                    }
+                )
     return pd.DataFrame.from_records(records)
 
 
@@ -348,9 +405,18 @@ def _shown(path: Path, root: Path) -> Path:
     return path.relative_to(root) if path.is_relative_to(root) else path
 
 
-def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, force: bool = False,
-              rows: list[str] | None = None, progress: bool = True, seeds: int = 1,
-              workdir: Path | None = None, jobs: int | None = None) -> pd.DataFrame:
+def reproduce(
+    table: str,
+    scale: str = "tiny",
+    *,
+    root: Path | None = None,
+    force: bool = False,
+    rows: list[str] | None = None,
+    progress: bool = True,
+    seeds: int = 1,
+    workdir: Path | None = None,
+    jobs: int | None = None,
+) -> pd.DataFrame:
     """Run what is missing for ``table`` and write ``results/`` (tiny) or ``results/full/``;
     with ``rows``, only return those rows (a partial table never replaces the published one).
     ``seeds`` > 1 runs every row with seeds 0..n-1 and reports means and standard deviations
@@ -366,16 +432,31 @@ def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, forc
     check_data(root, table, scale)
     chosen = [r for r in spec.rows if rows is None or r.id in rows]
     if rows is not None and (missing := set(rows) - {r.id for r in chosen}):
-        raise P.ParamsError(f"table {table}: no rows {sorted(missing)} (rows: "
-                            f"{', '.join(r.id for r in spec.rows)})")
+        raise P.ParamsError(
+            f"table {table}: no rows {sorted(missing)} (rows: {', '.join(r.id for r in spec.rows)})"
+        )
     per_seed: list[dict] = [{} for _ in range(seeds)]
     ran, code, locks = set(), runs.code_version(spec.paper), StepLocks()
     todo = _interleaved(root, spec, chosen, scale, code, seeds, workdir or root)
     bar = tqdm(total=len(todo), desc=f"{table} ({scale})", unit="row", disable=not progress)
     with ThreadPoolExecutor(jobs or default_jobs(scale)) as pool:
-        running = {pool.submit(run_row, root, spec, row, scale, force=force, ran=ran,
-                               progress=progress, code=code, seed=seed if seeds > 1 else None,
-                               workdir=workdir, locks=locks): (seed, row) for seed, row in todo}
+        running = {
+            pool.submit(
+                run_row,
+                root,
+                spec,
+                row,
+                scale,
+                force=force,
+                ran=ran,
+                progress=progress,
+                code=code,
+                seed=seed if seeds > 1 else None,
+                workdir=workdir,
+                locks=locks,
+            ): (seed, row)
+            for seed, row in todo
+        }
         try:
             for future in as_completed(running):
                 seed, row = running[future]
@@ -388,13 +469,26 @@ def reproduce(table: str, scale: str = "tiny", *, root: Path | None = None, forc
     items = {row.id: row_items(per_seed, row) for row in chosen}
     frame = assemble(spec, per_seed, load_published(root, table), items)
     if rows is None and workdir is None:
-        write_results(frame, findings(spec, items, scale), spec, results_name(table, seeds), scale,
-                      root, seeds)
+        write_results(
+            frame,
+            findings(spec, items, scale),
+            spec,
+            results_name(table, seeds),
+            scale,
+            root,
+            seeds,
+        )
     return frame
 
 
-def verify(table: str, scale: str = "tiny", *, root: Path | None = None, seeds: int = 1,
-           progress: bool = True) -> tuple[pd.DataFrame, Path]:
+def verify(
+    table: str,
+    scale: str = "tiny",
+    *,
+    root: Path | None = None,
+    seeds: int = 1,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, Path]:
     """Rerun ``table`` from nothing in a scratch folder (``runs/verify/``: every step executed
     anew, the synthetic data generated anew) and compare each number with the committed CSV.
     Returns one record per row and column (committed value, rerun value, ``same``) and the
@@ -402,16 +496,16 @@ def verify(table: str, scale: str = "tiny", *, root: Path | None = None, seeds: 
     root = (root or project_root()).resolve()
     committed_csv = results_dir(root, scale) / f"{results_name(table, seeds)}.csv"
     if not committed_csv.exists():
-        raise P.ParamsError(f"{committed_csv}: nothing to verify against (run "
-                            f"`vidrepro reproduce {table}` first)")
+        raise P.ParamsError(
+            f"{committed_csv}: nothing to verify against (run `vidrepro reproduce {table}` first)"
+        )
     committed = pd.read_csv(committed_csv, dtype={"row": str})
     (root / "runs" / "verify").mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"{table}-", dir=root / "runs" / "verify"))
     before = os.environ.get("VIDREPRO_DATA")
     os.environ["VIDREPRO_DATA"] = str(scratch / "data")  # the kernels generate data here
     try:
-        rerun = reproduce(table, scale, root=root, seeds=seeds, progress=progress,
-                          workdir=scratch)
+        rerun = reproduce(table, scale, root=root, seeds=seeds, progress=progress, workdir=scratch)
     finally:
         if before is None:
             os.environ.pop("VIDREPRO_DATA", None)
@@ -432,16 +526,27 @@ def compare(committed: pd.DataFrame, rerun: pd.DataFrame) -> pd.DataFrame:
             a = old.at[row, col] if row in old.index and col in old.columns else "(missing)"
             b = new.at[row, col] if row in new.index and col in new.columns else "(missing)"
             empty = not isinstance(a, str) and not isinstance(b, str) and pd.isna(a) and pd.isna(b)
-            records.append({"row": row, "column": col, "committed": a, "rerun": b,
-                            "same": bool(empty or a == b)})
+            records.append(
+                {
+                    "row": row,
+                    "column": col,
+                    "committed": a,
+                    "rerun": b,
+                    "same": bool(empty or a == b),
+                }
+            )
     return pd.DataFrame.from_records(records)
 
 
 # --- results ---------------------------------------------------------------------------------
 
-def assemble(spec: TableSpec, per_seed: list[dict[str, dict[str, runs.RunResult]]],
-             published: Published | None,
-             items: dict[str, list[pd.DataFrame] | None]) -> pd.DataFrame:
+
+def assemble(
+    spec: TableSpec,
+    per_seed: list[dict[str, dict[str, runs.RunResult]]],
+    published: Published | None,
+    items: dict[str, list[pd.DataFrame] | None],
+) -> pd.DataFrame:
     """One record per row: each metric's mean over seeds; with per-item scores its 95% interval
     (``<metric>_lo``, ``<metric>_hi``, see :mod:`vidrepro.stats`); with several seeds the
     per-seed values (``<metric>_seed<k>``) and their standard deviation (``<metric>_std``);
@@ -476,35 +581,42 @@ def _round(value: float) -> float:
     return round(float(value), 4)
 
 
-def row_items(per_seed: list[dict[str, dict[str, runs.RunResult]]], row: RowSpec
-              ) -> list[pd.DataFrame] | None:
+def row_items(
+    per_seed: list[dict[str, dict[str, runs.RunResult]]], row: RowSpec
+) -> list[pd.DataFrame] | None:
     """The per-item scores of a row's metrics step, one frame per seed (None if not logged)."""
     frames = [runs.read_items(results[row.id][row.metrics_step].folder) for results in per_seed]
     return None if any(f is None for f in frames) else frames
 
 
-def _check_items(items: list[pd.DataFrame], values: list[float], scale: float, row: RowSpec,
-                 metric: str) -> None:
+def _check_items(
+    items: list[pd.DataFrame], values: list[float], scale: float, row: RowSpec, metric: str
+) -> None:
     """Intervals are only honest if the logged metric is the mean of the items' column."""
     for k, (frame, value) in enumerate(zip(items, values)):
         w = frame["weight"] if "weight" in frame.columns else pd.Series(1.0, index=frame.index)
         mean = float((frame[metric] * w).sum() / w.sum()) * scale
         if not np.isclose(mean, value, rtol=1e-6, atol=1e-6 * scale):
-            raise ValueError(f"row {row.id!r}, seed {k}: {metric} is {value / scale:.6g} but "
-                             f"its per-item scores average {mean / scale:.6g} "
-                             f"({runs.ITEMS_FILE} of step {row.metrics_step!r})")
+            raise ValueError(
+                f"row {row.id!r}, seed {k}: {metric} is {value / scale:.6g} but "
+                f"its per-item scores average {mean / scale:.6g} "
+                f"({runs.ITEMS_FILE} of step {row.metrics_step!r})"
+            )
 
 
 def _metric(results: dict[str, runs.RunResult], row: RowSpec, metric: str) -> float:
     metrics = results[row.metrics_step].metrics
     if metric not in metrics:
-        raise KeyError(f"row {row.id!r}: step {row.metrics_step!r} logged no metric "
-                       f"{metric!r} (it logged: {', '.join(sorted(metrics)) or 'none'})")
+        raise KeyError(
+            f"row {row.id!r}: step {row.metrics_step!r} logged no metric "
+            f"{metric!r} (it logged: {', '.join(sorted(metrics)) or 'none'})"
+        )
     return float(metrics[metric])
 
 
-def findings(spec: TableSpec, items: dict[str, list[pd.DataFrame] | None],
-             scale: str = "tiny") -> pd.DataFrame:
+def findings(
+    spec: TableSpec, items: dict[str, list[pd.DataFrame] | None], scale: str = "tiny"
+) -> pd.DataFrame:
     """One record per finding pair: the difference A - B of the metric (scaled as the table),
     its paired-bootstrap 95% interval and verdict, and the finding's verdict (holds if every
     pair holds, reversed if any pair is reversed, else unresolved; or by construction, or not
@@ -516,24 +628,53 @@ def findings(spec: TableSpec, items: dict[str, list[pd.DataFrame] | None],
         for a, b in pairs:
             ia, ib = items[a], items[b]
             if ia is None or ib is None or f.metric not in ia[0].columns:
-                raise ValueError(f"finding {f.claim!r}: rows {a!r} and {b!r} need per-item "
-                                 f"{f.metric!r} scores ({runs.ITEMS_FILE}) for an interval")
+                raise ValueError(
+                    f"finding {f.claim!r}: rows {a!r} and {b!r} need per-item "
+                    f"{f.metric!r} scores ({runs.ITEMS_FILE}) for an interval"
+                )
             diff = stats.paired_difference(ia, ib, f.metric).scaled(spec.metric_scale)
-            found.append({"claim": f.claim, "metric": f.metric, "a": a, "b": b,
-                          "difference": _round(diff.mean), "lo": _round(diff.lo),
-                          "hi": _round(diff.hi), "pair_verdict": stats.verdict(diff)})
+            found.append(
+                {
+                    "claim": f.claim,
+                    "metric": f.metric,
+                    "a": a,
+                    "b": b,
+                    "difference": _round(diff.mean),
+                    "lo": _round(diff.lo),
+                    "hi": _round(diff.hi),
+                    "pair_verdict": stats.verdict(diff),
+                }
+            )
         verdicts = {r["pair_verdict"] for r in found}
         untestable = f.not_testable.get(scale, "")
-        overall = (stats.NOT_TESTABLE if untestable else
-                   stats.BY_CONSTRUCTION if f.by_construction else
-                   stats.HOLDS if verdicts == {stats.HOLDS} else
-                   stats.REVERSED if stats.REVERSED in verdicts else stats.UNRESOLVED)
+        overall = (
+            stats.NOT_TESTABLE
+            if untestable
+            else stats.BY_CONSTRUCTION
+            if f.by_construction
+            else stats.HOLDS
+            if verdicts == {stats.HOLDS}
+            else stats.REVERSED
+            if stats.REVERSED in verdicts
+            else stats.UNRESOLVED
+        )
         for r in found:
-            records.append({**r, "verdict": overall,
-                            "reason": untestable or f.by_construction})
+            records.append({**r, "verdict": overall, "reason": untestable or f.by_construction})
     return pd.DataFrame.from_records(
-        records, columns=["claim", "metric", "a", "b", "difference", "lo", "hi", "pair_verdict",
-                          "verdict", "reason"])
+        records,
+        columns=[
+            "claim",
+            "metric",
+            "a",
+            "b",
+            "difference",
+            "lo",
+            "hi",
+            "pair_verdict",
+            "verdict",
+            "reason",
+        ],
+    )
 
 
 def results_dir(root: Path, scale: str) -> Path:
@@ -546,8 +687,15 @@ def results_name(table: str, seeds: int = 1) -> str:
     return table if seeds == 1 else f"{table}_{seeds}seeds"
 
 
-def write_results(frame: pd.DataFrame, found: pd.DataFrame, spec: TableSpec, table: str,
-                  scale: str, root: Path, seeds: int = 1) -> list[Path]:
+def write_results(
+    frame: pd.DataFrame,
+    found: pd.DataFrame,
+    spec: TableSpec,
+    table: str,
+    scale: str,
+    root: Path,
+    seeds: int = 1,
+) -> list[Path]:
     """``<table>.csv`` (rows), ``<table>_findings.csv``, ``<table>.md`` and ``<table>.png``."""
     out = results_dir(root, scale)
     out.mkdir(parents=True, exist_ok=True)
@@ -560,8 +708,14 @@ def write_results(frame: pd.DataFrame, found: pd.DataFrame, spec: TableSpec, tab
     return [csv, found_csv, md, png]
 
 
-def to_markdown(frame: pd.DataFrame, found: pd.DataFrame, spec: TableSpec, table: str,
-                scale: str, seeds: int = 1) -> str:
+def to_markdown(
+    frame: pd.DataFrame,
+    found: pd.DataFrame,
+    spec: TableSpec,
+    table: str,
+    scale: str,
+    seeds: int = 1,
+) -> str:
     metric_cols = [m for m in spec.metrics if m in frame.columns]
     other = [c for c in frame.columns if c in ("row", *spec.columns)]
     published = [c for c in frame.columns if c.endswith("_published")]
@@ -569,13 +723,19 @@ def to_markdown(frame: pd.DataFrame, found: pd.DataFrame, spec: TableSpec, table
     if spec.description:
         lines += [spec.description.strip(), ""]
     name = table.removesuffix(f"_{seeds}seeds")
-    command = f"make reproduce TABLE={name} SCALE={scale}" + (f" SEEDS={seeds}" if seeds > 1 else "")
+    command = f"make reproduce TABLE={name} SCALE={scale}" + (
+        f" SEEDS={seeds}" if seeds > 1 else ""
+    )
     over = f"seeds 0..{seeds - 1}" if seeds > 1 else "seed 0"
-    lines += [f"Regenerate: `{command}`. Metrics x{spec.metric_scale:g}, {scale} scale, {over}: "
-              f"mean ± half-width of the 95% bootstrap interval over test items"
-              + (" and seeds" if seeds > 1 else "") + " (where per-item scores exist). "
-              "`*_published` columns: the paper's numbers for the matching full-scale row, on "
-              "another dataset: not comparable with the tiny scores.", ""]
+    lines += [
+        f"Regenerate: `{command}`. Metrics x{spec.metric_scale:g}, {scale} scale, {over}: "
+        f"mean ± half-width of the 95% bootstrap interval over test items"
+        + (" and seeds" if seeds > 1 else "")
+        + " (where per-item scores exist). "
+        "`*_published` columns: the paper's numbers for the matching full-scale row, on "
+        "another dataset: not comparable with the tiny scores.",
+        "",
+    ]
     cols = other + metric_cols + published
     lines.append("| " + " | ".join(cols) + " |")
     lines.append("|" + "|".join("---" for _ in cols) + "|")
@@ -592,9 +752,13 @@ def to_markdown(frame: pd.DataFrame, found: pd.DataFrame, spec: TableSpec, table
         for _, r in frame.iterrows():
             lines.append(f"| {r['row']} | " + " | ".join(_cell(r[c]) for c in seed_cols) + " |")
     if len(found):
-        lines += ["", "The paper's findings, checked on these numbers (difference A - B with "
-                  "its paired 95% interval; holds: above 0, reversed: below 0, unresolved: "
-                  "contains 0):", ""]
+        lines += [
+            "",
+            "The paper's findings, checked on these numbers (difference A - B with "
+            "its paired 95% interval; holds: above 0, reversed: below 0, unresolved: "
+            "contains 0):",
+            "",
+        ]
         lines += [f"- {line}" for line in finding_lines(found)]
     return "\n".join(lines) + "\n"
 
@@ -615,9 +779,11 @@ def finding_lines(found: pd.DataFrame) -> list[str]:
 
 def _pair_text(r: pd.Series, with_verdict: bool) -> str:
     d = _digits(max(abs(r["difference"]), abs(r["lo"]), abs(r["hi"])))
-    return (f"{r['a']} - {r['b']}: {r['difference']:+.{d}f} {r['metric']}, "
-            f"95% CI {r['lo']:+.{d}f} to {r['hi']:+.{d}f}"
-            + (f", {r['pair_verdict']}" if with_verdict else ""))
+    return (
+        f"{r['a']} - {r['b']}: {r['difference']:+.{d}f} {r['metric']}, "
+        f"95% CI {r['lo']:+.{d}f} to {r['hi']:+.{d}f}"
+        + (f", {r['pair_verdict']}" if with_verdict else "")
+    )
 
 
 def _digits(value: float) -> int:
@@ -639,11 +805,13 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def plot_table(frame: pd.DataFrame, spec: TableSpec, path: Path, scale: str = "tiny",
-               seeds: int = 1) -> None:
+def plot_table(
+    frame: pd.DataFrame, spec: TableSpec, path: Path, scale: str = "tiny", seeds: int = 1
+) -> None:
     """One panel per metric, a bar per row with its 95% interval; the published numbers, from
     another dataset, in a panel of their own beside each metric so they share no axis."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -653,24 +821,47 @@ def plot_table(frame: pd.DataFrame, spec: TableSpec, path: Path, scale: str = "t
         pub = frame.get(f"{m}_published")
         if pub is not None and pd.to_numeric(pub, errors="coerce").notna().any():
             panels.append((m, True))
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.9 * len(panels) + 1.2,
-                                                      0.42 * len(frame) + 1.8),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(2.9 * len(panels) + 1.2, 0.42 * len(frame) + 1.8),
+        squeeze=False,
+        sharey=True,
+    )
     rows = frame["row"].tolist()
     ys = np.arange(len(rows))
     for ax, (metric, is_published) in zip(axes[0], panels):
         if is_published:
             vals = pd.to_numeric(frame[f"{metric}_published"], errors="coerce")
-            ax.scatter(vals, ys, marker="D", s=28, color="0.35", label="published (full scale, "
-                                                                          "another dataset)")
+            ax.scatter(
+                vals,
+                ys,
+                marker="D",
+                s=28,
+                color="0.35",
+                label="published (full scale, another dataset)",
+            )
             ax.set_title(f"{metric}: published", fontsize=9, color="0.35")
         else:
             err = None
             if f"{metric}_lo" in frame.columns:
-                err = np.abs(np.stack([frame[metric] - frame[f"{metric}_lo"],
-                                       frame[f"{metric}_hi"] - frame[metric]]).astype(float))
-            ax.barh(ys, frame[metric], xerr=err, color="tab:blue", ecolor="black", capsize=3,
-                    label=f"this kit ({scale}), 95% interval")
+                err = np.abs(
+                    np.stack(
+                        [
+                            frame[metric] - frame[f"{metric}_lo"],
+                            frame[f"{metric}_hi"] - frame[metric],
+                        ]
+                    ).astype(float)
+                )
+            ax.barh(
+                ys,
+                frame[metric],
+                xerr=err,
+                color="tab:blue",
+                ecolor="black",
+                capsize=3,
+                label=f"this kit ({scale}), 95% interval",
+            )
             ax.set_title(metric, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_yticks(ys, rows)
@@ -679,11 +870,18 @@ def plot_table(frame: pd.DataFrame, spec: TableSpec, path: Path, scale: str = "t
     for ax in axes[0]:
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles),
-               fontsize=7, frameon=False)
+    fig.legend(
+        handles.values(),
+        handles.keys(),
+        loc="lower center",
+        ncol=len(handles),
+        fontsize=7,
+        frameon=False,
+    )
     over = f"seeds 0-{seeds - 1}" if seeds > 1 else "seed 0"
-    fig.suptitle(f"{spec.title}\n{scale} scale, {over}, metrics x{spec.metric_scale:g}",
-                 fontsize=10)
+    fig.suptitle(
+        f"{spec.title}\n{scale} scale, {over}, metrics x{spec.metric_scale:g}", fontsize=10
+    )
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=150)
     plt.close(fig)

@@ -65,8 +65,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def lr_at(step: int, cfg: LoopConfig) -> float:
@@ -110,27 +112,38 @@ class Checkpoint:
     def exists(self) -> bool:
         return (self.folder / CKPT_HISTORY).exists()
 
-    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int,
-             history: History) -> None:
+    def save(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, history: History
+    ) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        weights = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
-                   if p.requires_grad}
-        for name, write in ((CKPT_WEIGHTS, lambda p: save_file(weights, p)),
-                            (CKPT_STATE, lambda p: torch.save(optimizer.state_dict(), p)),
-                            (CKPT_HISTORY, lambda p: p.write_text(json.dumps(
-                                {"step": step, "steps": history.step, "values": history.values})))):
+        weights = {
+            n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
+        }
+        for name, write in (
+            (CKPT_WEIGHTS, lambda p: save_file(weights, p)),
+            (CKPT_STATE, lambda p: torch.save(optimizer.state_dict(), p)),
+            (
+                CKPT_HISTORY,
+                lambda p: p.write_text(
+                    json.dumps({"step": step, "steps": history.step, "values": history.values})
+                ),
+            ),
+        ):
             tmp = self.folder / (name + ".tmp")
             write(tmp)
             os.replace(tmp, self.folder / name)  # history last: it marks a complete checkpoint
 
-    def load(self, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> tuple[int, History]:
+    def load(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer | None
+    ) -> tuple[int, History]:
         meta = json.loads((self.folder / CKPT_HISTORY).read_text())
         weights = load_file(self.folder / CKPT_WEIGHTS)
         params = dict(model.named_parameters())
         missing = set(weights) - set(params)
         if missing:
-            raise KeyError(f"{self.folder / CKPT_WEIGHTS}: parameters not in the model: "
-                           f"{sorted(missing)[:5]}")
+            raise KeyError(
+                f"{self.folder / CKPT_WEIGHTS}: parameters not in the model: {sorted(missing)[:5]}"
+            )
         with torch.no_grad():
             for name, value in weights.items():
                 params[name].copy_(value)
@@ -139,31 +152,39 @@ class Checkpoint:
         return meta["step"], History(meta["steps"], meta["values"])
 
 
-def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any], tuple[torch.Tensor, dict]],
-          batch_fn: Callable[[int, int, int], Any], cfg: LoopConfig,
-          checkpoint: str | Path | None = None, desc: str = "train") -> History:
+def train(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, Any], tuple[torch.Tensor, dict]],
+    batch_fn: Callable[[int, int, int], Any],
+    cfg: LoopConfig,
+    checkpoint: str | Path | None = None,
+    desc: str = "train",
+) -> History:
     """Run ``cfg.steps`` optimizer steps of ``loss_fn(model, batch_fn(step, rank, world))``
     (each micro-batch ``step * grad_accum + i``), resuming from ``checkpoint`` if it holds one.
     Under ``torchrun`` the model is wrapped in DistributedDataParallel and only rank 0 writes."""
     rank, world = distributed()
     device = next(model.parameters()).device
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                                  betas=cfg.betas)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
     ckpt = Checkpoint(checkpoint) if checkpoint else None
-    start, history = (ckpt.load(model, optimizer) if ckpt and ckpt.exists() else (0, History()))
+    start, history = ckpt.load(model, optimizer) if ckpt and ckpt.exists() else (0, History())
     wrapped = DistributedDataParallel(model) if world > 1 else model
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
-                else nullcontext())
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if cfg.precision == "bf16"
+        else nullcontext()
+    )
     params = [p for p in model.parameters() if p.requires_grad]
-    bar = tqdm(range(start, cfg.steps), desc=desc, disable=rank != 0, initial=start,
-               total=cfg.steps)
+    bar = tqdm(
+        range(start, cfg.steps), desc=desc, disable=rank != 0, initial=start, total=cfg.steps
+    )
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         totals: dict[str, float] = {}
         for micro in range(cfg.grad_accum):
             sync = micro == cfg.grad_accum - 1 or world == 1
-            with (nullcontext() if sync else wrapped.no_sync()), autocast:
+            with nullcontext() if sync else wrapped.no_sync(), autocast:
                 loss, stats = loss_fn(wrapped, batch_fn(step * cfg.grad_accum + micro, rank, world))
             (loss / cfg.grad_accum).backward()
             for k, v in {"loss": loss.item(), **stats}.items():

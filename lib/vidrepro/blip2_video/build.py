@@ -34,21 +34,30 @@ def tiny_config(name: str, vocab_size: int, pad: int, eos: int) -> tuple[Blip2Co
     if not path.exists():
         raise ValueError(f"no tiny config {name!r} (have: {', '.join(tiny_names())})")
     spec = json.loads(path.read_text())
-    text = {**spec["text_config"], "vocab_size": vocab_size, "pad_token_id": pad,
-            "eos_token_id": eos}
+    text = {
+        **spec["text_config"],
+        "vocab_size": vocab_size,
+        "pad_token_id": pad,
+        "eos_token_id": eos,
+    }
     if text["model_type"] == "t5":
         text["decoder_start_token_id"] = pad
     else:
         text["bos_token_id"] = eos
-    config = Blip2Config(vision_config=spec["vision_config"], qformer_config=spec["qformer_config"],
-                         text_config=text, num_query_tokens=spec["num_query_tokens"])
+    config = Blip2Config(
+        vision_config=spec["vision_config"],
+        qformer_config=spec["qformer_config"],
+        text_config=text,
+        num_query_tokens=spec["num_query_tokens"],
+    )
     return config, spec["prompt"]
 
 
 def from_config(name: str, tokenizer) -> VideoBlip2:
     """A randomly initialised tiny model for ``tokenizer`` (a word-level one at tiny scale)."""
-    config, prompt = tiny_config(name, len(tokenizer), tokenizer.pad_token_id,
-                                 tokenizer.eos_token_id)
+    config, prompt = tiny_config(
+        name, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id
+    )
     blip2 = Blip2ForConditionalGeneration(config)
     # transformers starts the queries at zero, where the Q-Former's first layer norm has an
     # infinite gradient (clipped to a step of nothing); BLIP-2 (LAVIS) draws them from
@@ -80,8 +89,11 @@ def save(model: VideoBlip2, folder: str | Path) -> Path:
     for module in model.modules():
         if isinstance(module, LoraLayer) and not module.merged:
             module.merge()
-    state = {k.replace(".base_layer.", "."): v for k, v in model.blip2.state_dict().items()
-             if "lora_" not in k}
+    state = {
+        k.replace(".base_layer.", "."): v
+        for k, v in model.blip2.state_dict().items()
+        if "lora_" not in k
+    }
     model.blip2.save_pretrained(folder, state_dict=state, safe_serialization=True)
     model.tokenizer.save_pretrained(folder)
     (folder / PROMPT_FILE).write_text(json.dumps({"prompt": model.prompt}))

@@ -35,18 +35,30 @@ def head_tail_indices(n_frames: int, num: int, rng: np.random.Generator) -> np.n
     the video is shorter than that)."""
     half = n_frames // 2
     head = np.sort(rng.choice(max(half, 1), num // 2, replace=half < num // 2))
-    tail = np.sort(rng.choice(max(n_frames - half, 1), num - num // 2,
-                              replace=n_frames - half < num - num // 2)) + half
+    tail = (
+        np.sort(
+            rng.choice(
+                max(n_frames - half, 1), num - num // 2, replace=n_frames - half < num - num // 2
+            )
+        )
+        + half
+    )
     return np.concatenate([head, tail]).clip(0, n_frames - 1)
 
 
 def transform(image_size: int, augment: bool) -> v2.Transform:
     """uint8 (T, H, W, 3) frames -> float (T, 3, S, S), one random crop/flip for the whole clip."""
-    resize = ([v2.RandomResizedCrop(image_size, scale=(0.5, 1.0), antialias=True),
-               v2.RandomHorizontalFlip()] if augment else
-              [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)])
-    return v2.Compose([*resize, v2.ToDtype(torch.float32, scale=True),
-                       v2.Normalize(CLIP_MEAN, CLIP_STD)])
+    resize = (
+        [
+            v2.RandomResizedCrop(image_size, scale=(0.5, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+        ]
+        if augment
+        else [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+    )
+    return v2.Compose(
+        [*resize, v2.ToDtype(torch.float32, scale=True), v2.Normalize(CLIP_MEAN, CLIP_STD)]
+    )
 
 
 def to_tensor(frames: np.ndarray, tf: v2.Transform) -> torch.Tensor:
@@ -66,9 +78,18 @@ class VideoCaptions(Dataset):
 
     Decoded clips are cached in memory when ``cache`` (tiny clips are a few hundred KB)."""
 
-    def __init__(self, annotation: str | Path, video_root: str | Path, num_frames: int,
-                 image_size: int, train: bool, augment: bool = False, seed: int = 0,
-                 cache: bool = True, on_error: lavis.OnError = "raise"):
+    def __init__(
+        self,
+        annotation: str | Path,
+        video_root: str | Path,
+        num_frames: int,
+        image_size: int,
+        train: bool,
+        augment: bool = False,
+        seed: int = 0,
+        cache: bool = True,
+        on_error: lavis.OnError = "raise",
+    ):
         self.entries = lavis.read_captions(annotation, video_root, on_error=on_error)
         self.refs = lavis.references(self.entries)  # {image_id: [caption, ...]}
         self.video_of = {e.image_id: e.video for e in self.entries}
@@ -88,8 +109,11 @@ class VideoCaptions(Dataset):
         """(T, 3, S, S) frames of one video."""
         frames = self._all_frames(self.video_of[image_id])
         train = self.train if train is None else train
-        idx = (head_tail_indices(len(frames), self.num_frames, self.rng) if train
-               else uniform_indices(len(frames), self.num_frames))
+        idx = (
+            head_tail_indices(len(frames), self.num_frames, self.rng)
+            if train
+            else uniform_indices(len(frames), self.num_frames)
+        )
         return to_tensor(frames[idx], self.tf)
 
     def __getitem__(self, i: int):

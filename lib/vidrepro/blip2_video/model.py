@@ -17,8 +17,12 @@ from transformers import Blip2ForConditionalGeneration, PreTrainedTokenizerBase
 
 
 class VideoBlip2(nn.Module):
-    def __init__(self, blip2: Blip2ForConditionalGeneration, tokenizer: PreTrainedTokenizerBase,
-                 prompt: str = ""):
+    def __init__(
+        self,
+        blip2: Blip2ForConditionalGeneration,
+        tokenizer: PreTrainedTokenizerBase,
+        prompt: str = "",
+    ):
         super().__init__()
         self.blip2 = blip2
         self.tokenizer = tokenizer
@@ -38,8 +42,9 @@ class VideoBlip2(nn.Module):
         vision = vision.reshape(b, t * vision.shape[1], vision.shape[2])  # (B, T·N, D_vit)
         queries = self.blip2.query_tokens.expand(b, -1, -1)  # (B, Q, D_qformer)
         mask = torch.ones(vision.shape[:2], dtype=torch.long, device=vision.device)
-        out = self.blip2.qformer(query_embeds=queries, encoder_hidden_states=vision,
-                                 encoder_attention_mask=mask).last_hidden_state
+        out = self.blip2.qformer(
+            query_embeds=queries, encoder_hidden_states=vision, encoder_attention_mask=mask
+        ).last_hidden_state
         return self.blip2.language_projection(out.to(vision.dtype))  # (B, Q, D_lm)
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
@@ -52,8 +57,13 @@ class VideoBlip2(nn.Module):
     def encode_targets(self, captions: list[str], device: torch.device) -> torch.Tensor:
         """(B, L) caption tokens ending with end-of-sequence, right-padded with pad."""
         max_len = getattr(self.tokenizer, "model_max_length", 64)
-        enc = self.tokenizer(captions, padding=True, truncation=True,
-                             max_length=min(max_len, 64), return_tensors="pt")
+        enc = self.tokenizer(
+            captions,
+            padding=True,
+            truncation=True,
+            max_length=min(max_len, 64),
+            return_tensors="pt",
+        )
         return enc.input_ids.to(device)
 
     def token_logprobs(self, prefix: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -68,16 +78,18 @@ class VideoBlip2(nn.Module):
             # [queries, prompt, targets]; the logit at position i predicts token i + 1.
             embeds = torch.cat([prefix, self._embed(prompt), self._embed(targets)], 1)
             fixed = prefix.shape[1] + prompt.shape[1]
-            attn = torch.cat([torch.ones(b, fixed, dtype=torch.long, device=device),
-                              mask.long()], 1)
+            attn = torch.cat(
+                [torch.ones(b, fixed, dtype=torch.long, device=device), mask.long()], 1
+            )
             logits = self.language_model(inputs_embeds=embeds, attention_mask=attn).logits
-            logits = logits[:, fixed - 1:fixed - 1 + targets.shape[1]]  # (B, L, V)
+            logits = logits[:, fixed - 1 : fixed - 1 + targets.shape[1]]  # (B, L, V)
         else:
             embeds = torch.cat([prefix, self._embed(prompt)], 1)
             attn = torch.ones(embeds.shape[:2], dtype=torch.long, device=device)
             labels = targets.masked_fill(~mask, -100)
-            logits = self.language_model(inputs_embeds=embeds, attention_mask=attn,
-                                         labels=labels).logits  # (B, L, V)
+            logits = self.language_model(
+                inputs_embeds=embeds, attention_mask=attn, labels=labels
+            ).logits  # (B, L, V)
         logp = torch.log_softmax(logits.float(), -1).gather(-1, targets.unsqueeze(-1))[..., 0]
         return logp * mask
 
@@ -85,17 +97,20 @@ class VideoBlip2(nn.Module):
         """(B·repeat, L) teacher-forced log-probabilities of ``targets``; the entry point that
         DistributedDataParallel wraps (``repeat``: K sampled captions per video in SCST)."""
         prefix = self.visual_prefix(frames)
-        return self.token_logprobs(prefix.repeat_interleave(repeat, 0) if repeat > 1 else prefix,
-                                   targets)
+        return self.token_logprobs(
+            prefix.repeat_interleave(repeat, 0) if repeat > 1 else prefix, targets
+        )
 
     def loss(self, frames: torch.Tensor, captions: list[str]) -> torch.Tensor:
         """Mean cross-entropy per caption token."""
-        return xe_loss(self, frames, self.encode_targets(captions, frames.device),
-                       self.tokenizer.pad_token_id)
+        return xe_loss(
+            self, frames, self.encode_targets(captions, frames.device), self.tokenizer.pad_token_id
+        )
 
     @torch.no_grad()
-    def generate(self, frames: torch.Tensor | None = None, prefix: torch.Tensor | None = None,
-                 **kwargs) -> torch.Tensor:
+    def generate(
+        self, frames: torch.Tensor | None = None, prefix: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor:
         """Token ids (B·num_return_sequences, L) from ``language_model.generate``; for OPT only
         the new tokens. kwargs: num_beams, do_sample, max_new_tokens, min_length, ..."""
         prefix = self.visual_prefix(frames) if prefix is None else prefix
@@ -104,12 +119,16 @@ class VideoBlip2(nn.Module):
         attn = torch.ones(embeds.shape[:2], dtype=torch.long, device=device)
         pad = self.tokenizer.pad_token_id
         # Padding is never a word: a sampled pad would vanish from the policy gradient.
-        special = {"pad_token_id": pad, "eos_token_id": self.tokenizer.eos_token_id,
-                   "suppress_tokens": [pad]}
+        special = {
+            "pad_token_id": pad,
+            "eos_token_id": self.tokenizer.eos_token_id,
+            "suppress_tokens": [pad],
+        }
         if not self.decoder_only:
             special["decoder_start_token_id"] = pad
-        return self.language_model.generate(inputs_embeds=embeds, attention_mask=attn,
-                                            **special, **kwargs)
+        return self.language_model.generate(
+            inputs_embeds=embeds, attention_mask=attn, **special, **kwargs
+        )
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         return [t.strip() for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
@@ -125,7 +144,9 @@ class VideoBlip2(nn.Module):
         return ids.masked_fill(after_first, pad)
 
 
-def xe_loss(model: nn.Module, frames: torch.Tensor, targets: torch.Tensor, pad: int) -> torch.Tensor:
+def xe_loss(
+    model: nn.Module, frames: torch.Tensor, targets: torch.Tensor, pad: int
+) -> torch.Tensor:
     """Mean cross-entropy per caption token, through ``model(...)`` (plain or DDP-wrapped)."""
     logp = model(frames, targets)
     return -logp.sum() / (targets != pad).sum()

@@ -34,15 +34,18 @@ class Optim(Params):
 
 
 class PretrainParams(Data):
-    model: str = Field(description="a tiny config name (tiny_t5, tiny_opt) or a pretrained "
-                                   "BLIP-2 (hub id or folder), which is then only saved")
+    model: str = Field(
+        description="a tiny config name (tiny_t5, tiny_opt) or a pretrained "
+        "BLIP-2 (hub id or folder), which is then only saved"
+    )
     text_root: str = Field("", description="the LM's text corpus (corpus.txt); empty: synthetic")
     text_steps: int = Field(ge=0)
     text_lr: float = Field(gt=0)
     vit_steps: int = Field(0, ge=0, description="the ViT alone, contrastive on the image corpus")
     vit_lr: float = Field(1e-3, gt=0)
-    image_text: bool = Field(True, description="False: LM without image-text pretraining "
-                                               "(the SimVLG row)")
+    image_text: bool = Field(
+        True, description="False: LM without image-text pretraining (the SimVLG row)"
+    )
     image_steps: int = Field(ge=0)
     image_lr: float = Field(gt=0)
     batch_size: int = Field(gt=0)
@@ -53,10 +56,17 @@ class FinetuneParams(Data, Optim):
     num_frames: int = Field(gt=0)
     train_vit: bool = False
     lora: bool = False
-    augment: bool = Field(False, description="random resized crop + flip (the paper's; it "
-                                             "turns 'left' into 'right' on synthetic data)")
-    loss_clips: int = Field(100, ge=0, description="clips of train and of val whose captions' "
-                                                   "loss is measured before and after (0: none)")
+    augment: bool = Field(
+        False,
+        description="random resized crop + flip (the paper's; it "
+        "turns 'left' into 'right' on synthetic data)",
+    )
+    loss_clips: int = Field(
+        100,
+        ge=0,
+        description="clips of train and of val whose captions' "
+        "loss is measured before and after (0: none)",
+    )
 
 
 class ScstParams(Data, Optim):
@@ -66,11 +76,15 @@ class ScstParams(Data, Optim):
     lora: bool = False
     k: int = Field(5, ge=1, description="captions sampled per video")
     baseline: Literal["greedy", "loo", "mean"] = Field(
-        "mean", description="mean: of the K candidates (the paper's); greedy: the greedy "
-                            "caption's reward (Rennie et al.); loo: mean of the other samples")
+        "mean",
+        description="mean: of the K candidates (the paper's); greedy: the greedy "
+        "caption's reward (Rennie et al.); loo: mean of the other samples",
+    )
     candidates: Literal["sample", "beam"] = Field(
-        "beam", description="beam: the K best beams, length-normalised (the paper's); "
-                            "sample: K multinomial samples")
+        "beam",
+        description="beam: the K best beams, length-normalised (the paper's); "
+        "sample: K multinomial samples",
+    )
     max_new_tokens: int = 20
 
 
@@ -93,5 +107,10 @@ class CaptionParams(Params):
     seed: int = 0
 
 
-NOTEBOOKS = {"01_pretrain": PretrainParams, "02_finetune": FinetuneParams, "03_scst": ScstParams,
-             "04_evaluate": EvaluateParams, "05_caption_your_video": CaptionParams}
+NOTEBOOKS = {
+    "01_pretrain": PretrainParams,
+    "02_finetune": FinetuneParams,
+    "03_scst": ScstParams,
+    "04_evaluate": EvaluateParams,
+    "05_caption_your_video": CaptionParams,
+}

@@ -27,11 +27,20 @@ def captions_root(p: Data) -> Path:
     return locate("captions", p.captions_root, p.data_seed, p.data_size)
 
 
-def videos(p: Data, split: str, num_frames: int, train: bool, augment: bool = False) -> VideoCaptions:
+def videos(
+    p: Data, split: str, num_frames: int, train: bool, augment: bool = False
+) -> VideoCaptions:
     """A split of the captioning dataset (``cap_<split>.json`` under the captions root)."""
     root = captions_root(p)
-    return VideoCaptions(root / "annotations" / f"cap_{split}.json", root / "videos", num_frames,
-                         p.image_size, train=train, augment=augment, seed=p.seed)
+    return VideoCaptions(
+        root / "annotations" / f"cap_{split}.json",
+        root / "videos",
+        num_frames,
+        p.image_size,
+        train=train,
+        augment=augment,
+        seed=p.seed,
+    )
 
 
 def images(p: Data) -> ImageCaptions:
@@ -77,8 +86,9 @@ def events_named(p: Data, captions: dict, refs: dict) -> float | None:
 
 
 @torch.no_grad()
-def caption_loss(model: VideoBlip2, clips: VideoCaptions, max_clips: int | None = None,
-                 batch_size: int = 16) -> float:
+def caption_loss(
+    model: VideoBlip2, clips: VideoCaptions, max_clips: int | None = None, batch_size: int = 16
+) -> float:
     """Mean cross-entropy per reference token over every (clip, reference) pair of the first
     ``max_clips`` clips, frames sampled uniformly, dropout off (the model's mode is restored);
     exp of it is the captions' perplexity under the model."""
@@ -88,11 +98,12 @@ def caption_loss(model: VideoBlip2, clips: VideoCaptions, max_clips: int | None 
     total = tokens = 0.0
     chosen = clips.ids[:max_clips]
     for start in range(0, len(chosen), batch_size):
-        ids = chosen[start:start + batch_size]
+        ids = chosen[start : start + batch_size]
         frames = torch.stack([clips.clip(i, train=False) for i in ids]).to(device)
         refs = [clips.refs[i] for i in ids]
         prefix = model.visual_prefix(frames).repeat_interleave(
-            torch.tensor([len(r) for r in refs], device=device), 0)
+            torch.tensor([len(r) for r in refs], device=device), 0
+        )
         targets = model.encode_targets([c for r in refs for c in r], device)
         total -= model.token_logprobs(prefix, targets).sum().item()
         tokens += (targets != model.tokenizer.pad_token_id).sum().item()
@@ -101,9 +112,16 @@ def caption_loss(model: VideoBlip2, clips: VideoCaptions, max_clips: int | None 
 
 
 def loop(p: Optim) -> LoopConfig:
-    return LoopConfig(steps=p.steps, lr=p.lr, min_lr=p.min_lr, warmup=p.warmup,
-                      weight_decay=p.weight_decay, grad_accum=p.grad_accum,
-                      precision=p.precision, checkpoint_every=p.checkpoint_every)
+    return LoopConfig(
+        steps=p.steps,
+        lr=p.lr,
+        min_lr=p.min_lr,
+        warmup=p.warmup,
+        weight_decay=p.weight_decay,
+        grad_accum=p.grad_accum,
+        precision=p.precision,
+        checkpoint_every=p.checkpoint_every,
+    )
 
 
 def load(init: str, p: Data, train_vit: bool = False, lora: bool = False) -> VideoBlip2:
@@ -132,24 +150,31 @@ def history(folder: str | Path) -> dict[str, list[float]]:
     return json.loads(path.read_text())["values"] if path.exists() else {}
 
 
-def evaluate(model: VideoBlip2, clips: VideoCaptions, num_beams: int, max_new_tokens: int,
-             min_length: int) -> tuple[dict[str, float], dict, list[dict]]:
+def evaluate(
+    model: VideoBlip2, clips: VideoCaptions, num_beams: int, max_new_tokens: int, min_length: int
+) -> tuple[dict[str, float], dict, list[dict]]:
     """BLEU-1..4, METEOR, ROUGE-L and CIDEr of beam-search captions, the captions, and per-clip
     scores for ``runs.log_items`` (``item`` is the clip's image_id; per-clip CIDEr and ROUGE_L
     average to the corpus ones, sentence BLEU and METEOR come as ``<metric>_sentence``)."""
-    res = caption_videos(model, clips, num_beams=num_beams, max_new_tokens=max_new_tokens,
-                         min_length=min_length)
+    res = caption_videos(
+        model, clips, num_beams=num_beams, max_new_tokens=max_new_tokens, min_length=min_length
+    )
     scores, per_clip = score_captions({i: clips.refs[i] for i in res}, res)
     return scores, res, [{"item": str(i), **s} for i, s in per_clip.items()]
 
 
 @torch.no_grad()
-def caption_file(model: VideoBlip2, video: str | Path, num_frames: int, image_size: int,
-                 num_beams: int = 5) -> tuple[np.ndarray, str]:
+def caption_file(
+    model: VideoBlip2, video: str | Path, num_frames: int, image_size: int, num_beams: int = 5
+) -> tuple[np.ndarray, str]:
     """Frames (T, H, W, 3) sampled uniformly from any video file, and their caption."""
     frames = sample_frames(video, num_frames=num_frames)
     clip = to_tensor(frames, transform(image_size, augment=False))[None]  # (1, T, 3, S, S)
     model.eval()
-    ids = model.generate(clip.to(next(model.parameters()).device), num_beams=num_beams,
-                         max_new_tokens=32, min_new_tokens=5)
+    ids = model.generate(
+        clip.to(next(model.parameters()).device),
+        num_beams=num_beams,
+        max_new_tokens=32,
+        min_new_tokens=5,
+    )
     return frames, model.decode(ids)[0]

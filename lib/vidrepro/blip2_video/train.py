@@ -10,9 +10,8 @@ paper: cross-entropy finetuning on videos with the chosen parts trainable, and S
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,8 +37,15 @@ def _sample(dataset, n: int, rng: np.random.Generator):
     return collate([dataset[int(i)] for i in rng.integers(len(dataset), size=n)])
 
 
-def pretrain_text(model: VideoBlip2, texts: list[str], cfg: LoopConfig, batch_size: int,
-                  seed: int = 0, checkpoint: Path | None = None, keep: float = 0.7) -> History:
+def pretrain_text(
+    model: VideoBlip2,
+    texts: list[str],
+    cfg: LoopConfig,
+    batch_size: int,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+    keep: float = 0.7,
+) -> History:
     """The LM alone, denoising text: from a shuffled bag of some of a caption's words, placed in
     its visual slots, write the caption. A stand-in for LLM pretraining (T5's objective also
     denoises) that teaches the LM to *read* its prefix, as a pretrained FLAN-T5 reads a soft
@@ -56,14 +62,16 @@ def pretrain_text(model: VideoBlip2, texts: list[str], cfg: LoopConfig, batch_si
         for row, caption in enumerate(captions):
             ids = model.tokenizer(caption, add_special_tokens=False).input_ids
             kept = [i for i in rng.permutation(ids) if rng.random() < keep][:q]
-            bags[row, :len(kept)] = torch.tensor(kept, dtype=torch.long)
+            bags[row, : len(kept)] = torch.tensor(kept, dtype=torch.long)
         return bags, captions
 
     def loss_fn(m, b):
         bags, captions = b
         core = getattr(m, "module", m)
         targets = core.encode_targets(captions, next(core.parameters()).device)
-        prefix = core._embed(bags.to(targets.device)) * (bags != pad).unsqueeze(-1).to(targets.device)
+        prefix = core._embed(bags.to(targets.device)) * (bags != pad).unsqueeze(-1).to(
+            targets.device
+        )
         logp = core.token_logprobs(prefix, targets)
         return -logp.sum() / (targets != pad).sum(), {}
 
@@ -79,8 +87,9 @@ class ImageText(nn.Module):
         super().__init__()
         self.vit, self.tokenizer = model.blip2.vision_model, model.tokenizer
         width = model.blip2.config.vision_config.hidden_size
-        self.words = nn.EmbeddingBag(len(self.tokenizer), width, mode="mean",
-                                     padding_idx=self.tokenizer.pad_token_id)
+        self.words = nn.EmbeddingBag(
+            len(self.tokenizer), width, mode="mean", padding_idx=self.tokenizer.pad_token_id
+        )
         self.text_proj = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, dim))
         self.image_proj = nn.Linear(width, dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -96,8 +105,14 @@ class ImageText(nn.Module):
         return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
-def pretrain_vision(model: VideoBlip2, images: ImageCaptions, cfg: LoopConfig, batch_size: int,
-                    seed: int = 0, checkpoint: Path | None = None) -> History:
+def pretrain_vision(
+    model: VideoBlip2,
+    images: ImageCaptions,
+    cfg: LoopConfig,
+    batch_size: int,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+) -> History:
     """The ViT alone, image-text contrastive on the image corpus (BLIP-2's frozen image
     encoder was pretrained on its own, on far more images than any video set)."""
     for p in model.parameters():
@@ -111,20 +126,38 @@ def pretrain_vision(model: VideoBlip2, images: ImageCaptions, cfg: LoopConfig, b
         core = getattr(m, "module", m)
         return m(frames.to(next(core.parameters()).device), captions), {}
 
-    return train(tower, loss_fn, lambda s, r, w: _sample(images, batch_size, step_rng(seed, s, r)),
-                 cfg, checkpoint, desc="ViT (contrastive)")
+    return train(
+        tower,
+        loss_fn,
+        lambda s, r, w: _sample(images, batch_size, step_rng(seed, s, r)),
+        cfg,
+        checkpoint,
+        desc="ViT (contrastive)",
+    )
 
 
-def pretrain_image_text(model: VideoBlip2, images: ImageCaptions, cfg: LoopConfig,
-                        batch_size: int, seed: int = 0, checkpoint: Path | None = None) -> History:
+def pretrain_image_text(
+    model: VideoBlip2,
+    images: ImageCaptions,
+    cfg: LoopConfig,
+    batch_size: int,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+) -> History:
     """Q-Former and projection on single images with the ViT and the LM frozen (BLIP-2's
     image-text stage); the ViT's last layer norm trains, as LAVIS's ``ln_vision`` does."""
     for name, p in model.named_parameters():
-        p.requires_grad = not name.startswith(("blip2.language_model.", "blip2.vision_model.")) \
-            or name.startswith("blip2.vision_model.post_layernorm.")
-    return train(model, _xe_step(model), lambda s, r, w: _sample(images, batch_size,
-                                                                  step_rng(seed, s, r)),
-                 cfg, checkpoint, desc="image-text")
+        p.requires_grad = not name.startswith(
+            ("blip2.language_model.", "blip2.vision_model.")
+        ) or name.startswith("blip2.vision_model.post_layernorm.")
+    return train(
+        model,
+        _xe_step(model),
+        lambda s, r, w: _sample(images, batch_size, step_rng(seed, s, r)),
+        cfg,
+        checkpoint,
+        desc="image-text",
+    )
 
 
 def _xe_step(model: VideoBlip2):
@@ -139,22 +172,46 @@ def _xe_step(model: VideoBlip2):
     return loss_fn
 
 
-def finetune(model: VideoBlip2, videos: VideoCaptions, cfg: LoopConfig, batch_size: int,
-             seed: int = 0, checkpoint: Path | None = None) -> History:
+def finetune(
+    model: VideoBlip2,
+    videos: VideoCaptions,
+    cfg: LoopConfig,
+    batch_size: int,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+) -> History:
     """Cross-entropy on (clip, caption) pairs; what trains was set by ``trainable.configure``."""
-    return train(model, _xe_step(model), lambda s, r, w: _sample(videos, batch_size,
-                                                                 step_rng(seed, s, r)),
-                 cfg, checkpoint, desc="finetune (XE)")
+    return train(
+        model,
+        _xe_step(model),
+        lambda s, r, w: _sample(videos, batch_size, step_rng(seed, s, r)),
+        cfg,
+        checkpoint,
+        desc="finetune (XE)",
+    )
 
 
-def scst(model: VideoBlip2, videos: VideoCaptions, cfg: LoopConfig, batch_size: int,
-         k: int = 5, baseline: str = "greedy", candidates: str = "sample", max_new_tokens: int = 20,
-         seed: int = 0, checkpoint: Path | None = None) -> History:
+def scst(
+    model: VideoBlip2,
+    videos: VideoCaptions,
+    cfg: LoopConfig,
+    batch_size: int,
+    k: int = 5,
+    baseline: str = "greedy",
+    candidates: str = "sample",
+    max_new_tokens: int = 20,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+) -> History:
     """Self-critical training with CIDEr-D; document frequencies from the training corpus."""
     refs = videos.refs
-    critic = SelfCritical(CiderD([[normalize(c) for c in rs] for rs in refs.values()]), k=k,
-                          baseline=baseline, candidates=candidates,
-                          max_new_tokens=max_new_tokens)
+    critic = SelfCritical(
+        CiderD([[normalize(c) for c in rs] for rs in refs.values()]),
+        k=k,
+        baseline=baseline,
+        candidates=candidates,
+        max_new_tokens=max_new_tokens,
+    )
 
     def batch(step, rank, world):
         rng = step_rng(seed, step, rank)
@@ -171,18 +228,28 @@ def scst(model: VideoBlip2, videos: VideoCaptions, cfg: LoopConfig, batch_size: 
 
 
 @torch.no_grad()
-def caption_videos(model: VideoBlip2, videos: VideoCaptions, batch_size: int = 16,
-                   num_beams: int = 5, max_new_tokens: int = 32, min_length: int = 5
-                   ) -> dict:
+def caption_videos(
+    model: VideoBlip2,
+    videos: VideoCaptions,
+    batch_size: int = 16,
+    num_beams: int = 5,
+    max_new_tokens: int = 32,
+    min_length: int = 5,
+) -> dict:
     """{image_id: [caption]} by beam search over the evaluation split (the paper's settings)."""
     model.eval()
     device = next(model.parameters()).device
     out = {}
     for start in range(0, len(videos), batch_size):
-        frames, ids = collate([videos[i] for i in range(start, min(start + batch_size,
-                                                                   len(videos)))])
-        tokens = model.generate(frames.to(device), num_beams=num_beams,
-                                max_new_tokens=max_new_tokens, min_new_tokens=min_length)
+        frames, ids = collate(
+            [videos[i] for i in range(start, min(start + batch_size, len(videos)))]
+        )
+        tokens = model.generate(
+            frames.to(device),
+            num_beams=num_beams,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_length,
+        )
         out.update({i: [c] for i, c in zip(ids, model.decode(tokens))})
     return out
 
@@ -205,9 +272,18 @@ def main(argv: list[str] | None = None) -> None:
     if stage == "finetune":
         history = finetune(model, clips, pipeline.loop(p), p.batch_size, p.seed, out / "ckpt")
     else:
-        history = scst(model, clips, pipeline.loop(p), p.batch_size, k=p.k, baseline=p.baseline,
-                       candidates=p.candidates, max_new_tokens=p.max_new_tokens, seed=p.seed,
-                       checkpoint=out / "ckpt")
+        history = scst(
+            model,
+            clips,
+            pipeline.loop(p),
+            p.batch_size,
+            k=p.k,
+            baseline=p.baseline,
+            candidates=p.candidates,
+            max_new_tokens=p.max_new_tokens,
+            seed=p.seed,
+            checkpoint=out / "ckpt",
+        )
     if rank == 0:
         pipeline.save(model, history, out / "model")
         print(f"saved {out / 'model'}")

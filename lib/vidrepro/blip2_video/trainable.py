@@ -16,21 +16,38 @@ from .model import VideoBlip2
 LORA_TARGETS = {"t5": ["q", "v"], "opt": ["q_proj", "v_proj"], "llama": ["q_proj", "v_proj"]}
 
 
-def configure(model: VideoBlip2, *, train_vit: bool = False, lora: bool = False, lora_r: int = 8,
-              lora_alpha: int = 16, lora_dropout: float = 0.05) -> list[str]:
+def configure(
+    model: VideoBlip2,
+    *,
+    train_vit: bool = False,
+    lora: bool = False,
+    lora_r: int = 8,
+    lora_alpha: int = 16,
+    lora_dropout: float = 0.05,
+) -> list[str]:
     """Set ``requires_grad`` per the switches; returns the trainable parameter names."""
     blip2 = model.blip2
     if lora:
         kind = blip2.config.text_config.model_type
         if kind not in LORA_TARGETS:
             raise ValueError(f"no LoRA targets known for LLM type {kind!r}")
-        config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                            target_modules=LORA_TARGETS[kind])
+        config = LoraConfig(
+            r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_dropout=lora_dropout,
+            target_modules=LORA_TARGETS[kind],
+        )
         inject_adapter_in_model(config, blip2.language_model)
     for name, p in model.named_parameters():
         p.requires_grad = (
-            name.startswith(("blip2.qformer.", "blip2.query_tokens", "blip2.language_projection.",
-                             "blip2.vision_model.post_layernorm."))
+            name.startswith(
+                (
+                    "blip2.qformer.",
+                    "blip2.query_tokens",
+                    "blip2.language_projection.",
+                    "blip2.vision_model.post_layernorm.",
+                )
+            )
             or (train_vit and name.startswith("blip2.vision_model."))
             or (lora and "lora_" in name)
         )

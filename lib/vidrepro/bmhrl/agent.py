@@ -35,16 +35,34 @@ from .model import BMT, Attention, Memory, config_from_json, config_to_json, key
 
 # Words that open a new clause or phrase: a segment ends before them. Punctuation is split off
 # by ``text.wordlevel.words``, so "," and "." are words of their own.
-JOINERS = ("and", "then", "while", "whilst", "as", "after", "before", "when", "until", "but",
-           "because", ",", ".", ";", ":", "!", "?")
+JOINERS = (
+    "and",
+    "then",
+    "while",
+    "whilst",
+    "as",
+    "after",
+    "before",
+    "when",
+    "until",
+    "but",
+    "because",
+    ",",
+    ".",
+    ";",
+    ":",
+    "!",
+    "?",
+)
 
 
 # ---------------------------------------------------------------------------------------------
 # Segment labels and the critic.
 
 
-def _is_word(tokens: Tensor, pad_id: int = PAD_ID, start_id: int = START_ID,
-             end_id: int = END_ID) -> Tensor:
+def _is_word(
+    tokens: Tensor, pad_id: int = PAD_ID, start_id: int = START_ID, end_id: int = END_ID
+) -> Tensor:
     """(B, L) bool: a written word (unknown included), not pad / start / end."""
     return (tokens != pad_id) & (tokens != start_id) & (tokens != end_id)
 
@@ -68,8 +86,9 @@ def boundary_labels(tokens: Tensor, vocab: Vocab, words: Iterable[str] = JOINERS
     approximates "the words so far finish a clause" with what the data has.
     "a man is seen speaking to the camera while holding a brush and begins brushing her hair"
     -> 3 segments (before "while", before "and", at the end)."""
-    joiner_ids = torch.tensor([vocab.stoi[w] for w in words if w in vocab.stoi],
-                              dtype=tokens.dtype, device=tokens.device)
+    joiner_ids = torch.tensor(
+        [vocab.stoi[w] for w in words if w in vocab.stoi], dtype=tokens.dtype, device=tokens.device
+    )
     word = _is_word(tokens)  # (B, L)
     join = torch.isin(tokens, joiner_ids) & word
     content = word & ~join
@@ -93,9 +112,16 @@ class SegmentCritic(nn.Module):
     with :meth:`loss` on :func:`boundary_labels` of the training captions. It has its own
     embedding table, or frozen given ``embeddings`` (vocab_size, d) (e.g. GloVe)."""
 
-    def __init__(self, vocab_size: int, d_embed: int = 128, hidden: int = 128,
-                 embeddings: Tensor | None = None, pad_id: int = PAD_ID,
-                 start_id: int = START_ID, end_id: int = END_ID):
+    def __init__(
+        self,
+        vocab_size: int,
+        d_embed: int = 128,
+        hidden: int = 128,
+        embeddings: Tensor | None = None,
+        pad_id: int = PAD_ID,
+        start_id: int = START_ID,
+        end_id: int = END_ID,
+    ):
         super().__init__()
         self.specials = (pad_id, start_id, end_id)
         if embeddings is not None:
@@ -108,8 +134,9 @@ class SegmentCritic(nn.Module):
         self.head = nn.Linear(hidden, 1)
 
     @classmethod
-    def from_config(cls, cfg: AgentConfig, vocab_size: int,
-                    embeddings: Tensor | None = None) -> SegmentCritic:
+    def from_config(
+        cls, cfg: AgentConfig, vocab_size: int, embeddings: Tensor | None = None
+    ) -> SegmentCritic:
         return cls(vocab_size, cfg.critic_embed, cfg.critic_hidden, embeddings)
 
     def logits(self, tokens: Tensor) -> Tensor:
@@ -133,8 +160,9 @@ class SegmentCritic(nn.Module):
         """Binary cross-entropy per word, averaged over ``mask`` (default: the words, not
         pad / start / end)."""
         mask = self.is_word(tokens) if mask is None else mask
-        bce = F.binary_cross_entropy_with_logits(self.logits(tokens), labels.float(),
-                                                 reduction="none")
+        bce = F.binary_cross_entropy_with_logits(
+            self.logits(tokens), labels.float(), reduction="none"
+        )
         return (bce * mask).sum() / mask.sum().clamp(min=1)
 
     def boundaries(self, tokens: Tensor, threshold: float = 0.25) -> Tensor:
@@ -247,8 +275,9 @@ class HierarchicalCaptioner(nn.Module):
         self.goal_mean = nn.Linear(m, g)
         # worker
         self.goal_query = nn.Linear(g, w)
-        self.attend = nn.ModuleDict({s: Attention(w, bc.width(s), bc.d_model, bc.heads, 0.0)
-                                     for s in self.streams})
+        self.attend = nn.ModuleDict(
+            {s: Attention(w, bc.width(s), bc.d_model, bc.heads, 0.0) for s in self.streams}
+        )
         self.gate = nn.Linear(g, 1) if len(self.streams) == 2 else None
         self.mix = nn.Linear(d + w, w)
         self.out = nn.Linear(w, bc.vocab_size)
@@ -262,8 +291,13 @@ class HierarchicalCaptioner(nn.Module):
                 nn.init.zeros_(self.gate.weight)
                 self.gate.bias.fill_(math.log(c.gate_init / (1 - c.gate_init)))
 
-    def encode(self, video: Tensor | None, video_mask: Tensor | None, audio: Tensor | None,
-               audio_mask: Tensor | None) -> Memory:
+    def encode(
+        self,
+        video: Tensor | None,
+        video_mask: Tensor | None,
+        audio: Tensor | None,
+        audio_mask: Tensor | None,
+    ) -> Memory:
         """BMT's encoder; run it once per batch and pass the memory to the rest."""
         return self.bmt.encode(video, video_mask, audio, audio_mask)
 
@@ -271,24 +305,33 @@ class HierarchicalCaptioner(nn.Module):
 
     def _context(self, memory: Memory) -> Tensor:
         """(B, manager_hidden): the masked mean of each stream, concatenated, projected."""
-        pooled = [(x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-                  for x, mask in memory.streams().values()]  # (B, d_m) each
+        pooled = [
+            (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+            for x, mask in memory.streams().values()
+        ]  # (B, d_m) each
         return torch.tanh(self.manager_in(torch.cat(pooled, -1)))
 
-    def _manager_step(self, context: Tensor, hidden: Tensor, state: Tensor
-                      ) -> tuple[Tensor, Tensor]:
+    def _manager_step(
+        self, context: Tensor, hidden: Tensor, state: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """context (B, M), decoder state (B, d), manager state (B, M) -> new state, goal mean."""
         state = self.manager_cell(torch.cat([context, hidden], -1), state)
         return state, self.goal_mean(state)
 
     def _worker_memory(self, memory: Memory) -> dict[str, tuple[tuple[Tensor, Tensor], Tensor]]:
         """stream -> (the worker attention's keys/values of it, its key mask): once per batch."""
-        return {s: (self.attend[s].keys_values(x), key_padding(mask))
-                for s, (x, mask) in memory.streams().items()}
+        return {
+            s: (self.attend[s].keys_values(x), key_padding(mask))
+            for s, (x, mask) in memory.streams().items()
+        }
 
-    def _worker(self, bmt_logp: Tensor, hidden: Tensor, goals: Tensor,
-                streams: dict[str, tuple[tuple[Tensor, Tensor], Tensor]]
-                ) -> tuple[Tensor, Tensor]:
+    def _worker(
+        self,
+        bmt_logp: Tensor,
+        hidden: Tensor,
+        goals: Tensor,
+        streams: dict[str, tuple[tuple[Tensor, Tensor], Tensor]],
+    ) -> tuple[Tensor, Tensor]:
         """BMT log-probs (B, l, V), decoder states (B, l, d), goals (B, l, G) -> the worker's
         log-probs (B, l, V) and values (B, l)."""
         query = self.goal_query(goals)  # (B, l, W)
@@ -327,8 +370,9 @@ class HierarchicalCaptioner(nn.Module):
 
     # -- teacher forcing ------------------------------------------------------------------
 
-    def worker_forward(self, memory: Memory, tokens: Tensor, goals: Tensor
-                       ) -> tuple[Tensor, Tensor]:
+    def worker_forward(
+        self, memory: Memory, tokens: Tensor, goals: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """BMT input tokens (B, L), the goal of each step (B, L, G) -> worker log-probs
         (B, L, V) of the next words and values (B, L), in one decoder pass. With a rollout's
         ``[start, tokens[:, :-1]]`` and ``step_goals()`` it gives the rollout's numbers again
@@ -347,8 +391,14 @@ class HierarchicalCaptioner(nn.Module):
 
     # -- rollout --------------------------------------------------------------------------
 
-    def rollout(self, memory: Memory, critic: SegmentCritic, max_len: int | None = None,
-                greedy: bool = False, generator: torch.Generator | None = None) -> Rollout:
+    def rollout(
+        self,
+        memory: Memory,
+        critic: SegmentCritic,
+        max_len: int | None = None,
+        greedy: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Rollout:
         """Write captions step by step with BMT's KV cache (the encoder ran once: ``memory``).
 
         Sampling (RL): words drawn from the worker, goals = mean + N(0, goal_std^2) noise.
@@ -371,9 +421,20 @@ class HierarchicalCaptioner(nn.Module):
         done = torch.zeros(b, dtype=torch.bool, device=device)
         n_segments = torch.zeros(b, dtype=torch.long, device=device)
         critic_state = None
-        steps: dict[str, list[Tensor]] = {k: [] for k in (
-            "tokens", "logprobs", "values", "segment_ids", "new", "goals", "means",
-            "goal_logprobs", "goal_values")}
+        steps: dict[str, list[Tensor]] = {
+            k: []
+            for k in (
+                "tokens",
+                "logprobs",
+                "values",
+                "segment_ids",
+                "new",
+                "goals",
+                "means",
+                "goal_logprobs",
+                "goal_values",
+            )
+        }
         for t in range(max_len):
             bmt_logp, hidden = self.bmt.decode(memory, word[:, None], cache, return_hidden=True)
             if t == 0:
@@ -384,8 +445,12 @@ class HierarchicalCaptioner(nn.Module):
                 new = (p > c.boundary_threshold) & critic.is_word(word) & ~done
             # manager: computed for every row, kept where a segment starts
             new_state, mean = self._manager_step(context, hidden[:, 0], state)
-            noise = 0.0 if greedy else c.goal_std * torch.randn(
-                mean.shape, generator=generator, device=device, dtype=mean.dtype)
+            noise = (
+                0.0
+                if greedy
+                else c.goal_std
+                * torch.randn(mean.shape, generator=generator, device=device, dtype=mean.dtype)
+            )
             new_goal = (mean + noise).detach()
             state = torch.where(new[:, None], new_state, state)
             goal = torch.where(new[:, None], new_goal, goal)
@@ -393,8 +458,11 @@ class HierarchicalCaptioner(nn.Module):
             # worker
             logp, value = self._worker(bmt_logp, hidden, goal[:, None], streams)
             logp, value = logp[:, 0], value[:, 0]  # (B, V), (B,)
-            drawn = logp.argmax(-1) if greedy else torch.multinomial(
-                logp.detach().exp(), 1, generator=generator).squeeze(1)
+            drawn = (
+                logp.argmax(-1)
+                if greedy
+                else torch.multinomial(logp.detach().exp(), 1, generator=generator).squeeze(1)
+            )
             steps["tokens"].append(drawn.masked_fill(done, bc.pad_id))
             steps["logprobs"].append(logp.gather(1, drawn[:, None]).squeeze(1).masked_fill(done, 0))
             steps["values"].append(value.masked_fill(done, 0))
@@ -419,7 +487,14 @@ class HierarchicalCaptioner(nn.Module):
             out[rows, ks] = x[rows, ts]
             return out
 
-        return Rollout(per_step["tokens"], per_step["logprobs"], per_step["values"],
-                       per_step["segment_ids"], by_segment(per_step["goal_logprobs"]),
-                       by_segment(per_step["goal_values"]), by_segment(per_step["goals"]),
-                       by_segment(per_step["means"]), n_segments)
+        return Rollout(
+            per_step["tokens"],
+            per_step["logprobs"],
+            per_step["values"],
+            per_step["segment_ids"],
+            by_segment(per_step["goal_logprobs"]),
+            by_segment(per_step["goal_values"]),
+            by_segment(per_step["goals"]),
+            by_segment(per_step["means"]),
+            n_segments,
+        )

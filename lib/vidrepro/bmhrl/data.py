@@ -57,8 +57,10 @@ class Vocab:
     def build(cls, sentences: Iterable[str], min_count: int = 1) -> Vocab:
         """Words seen at least ``min_count`` times in ``sentences`` (the training captions)."""
         counts = Counter(w for s in sentences for w in words(s))
-        kept = sorted((w for w, n in counts.items() if n >= min_count and w not in SPECIALS),
-                      key=lambda w: (-counts[w], w))
+        kept = sorted(
+            (w for w, n in counts.items() if n >= min_count and w not in SPECIALS),
+            key=lambda w: (-counts[w], w),
+        )
         return cls([*SPECIALS, *kept])
 
     def __len__(self) -> int:
@@ -112,12 +114,15 @@ class Item:
     audio: np.ndarray  # (s', 128) float32: VGGish rows
 
 
-def feature_dirs(root: PathLike, video_dir: PathLike | None = None,
-                 audio_dir: PathLike | None = None) -> tuple[Path, Path]:
+def feature_dirs(
+    root: PathLike, video_dir: PathLike | None = None, audio_dir: PathLike | None = None
+) -> tuple[Path, Path]:
     """The I3D and VGGish folders: BMT's names under ``root`` unless given."""
     root = Path(root)
-    return (Path(video_dir) if video_dir is not None else root / activitynet.I3D_DIR,
-            Path(audio_dir) if audio_dir is not None else root / activitynet.VGGISH_DIR)
+    return (
+        Path(video_dir) if video_dir is not None else root / activitynet.I3D_DIR,
+        Path(audio_dir) if audio_dir is not None else root / activitynet.VGGISH_DIR,
+    )
 
 
 def annotation_path(root: PathLike, split: str) -> Path:
@@ -181,21 +186,33 @@ class DenseCaptions(Dataset[Item]):
         v, e = self._index[i]
         video, event = self.videos[v], self.videos[v].events[e]
         rows, audio = self._rows(video, event.start, event.end)
-        return Item(video.video_id, e, event.start, event.end, video.duration, event.sentence,
-                    tuple(self.vocab.encode(event.sentence, self.max_len)), rows, audio)
+        return Item(
+            video.video_id,
+            e,
+            event.start,
+            event.end,
+            video.duration,
+            event.sentence,
+            tuple(self.vocab.encode(event.sentence, self.max_len)),
+            rows,
+            audio,
+        )
 
-    def _rows(self, video: activitynet.AnetVideo, start: float, end: float
-              ) -> tuple[np.ndarray, np.ndarray]:
+    def _rows(
+        self, video: activitynet.AnetVideo, start: float, end: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(s, 1024) summed I3D rows and (s', 128) VGGish rows covering ``[start, end]``."""
         if not self.cache:
-            parts = activitynet.event_features(self.video_dir, self.audio_dir, video.video_id,
-                                               start, end, video.duration)
+            parts = activitynet.event_features(
+                self.video_dir, self.audio_dir, video.video_id, start, end, video.duration
+            )
             return parts["rgb"] + parts["flow"], parts["audio"]
         if video.video_id not in self._stacks:
             # The whole video is one "event" covering every row (feature_rows gives [0, S)),
             # so the cached stacks pass exactly the checks event_features makes.
-            whole = activitynet.event_features(self.video_dir, self.audio_dir, video.video_id,
-                                               0.0, video.duration, video.duration)
+            whole = activitynet.event_features(
+                self.video_dir, self.audio_dir, video.video_id, 0.0, video.duration, video.duration
+            )
             self._stacks[video.video_id] = (whole["rgb"] + whole["flow"], whole["audio"])
         out = []
         for stack in self._stacks[video.video_id]:
@@ -211,14 +228,19 @@ class DenseCaptions(Dataset[Item]):
     def references(self) -> dict[str, dict]:
         """The kept videos in the ActivityNet Captions layout, as densevid evaluation takes
         them (BMT scores on the videos with features only)."""
-        return {v.video_id: {"duration": v.duration,
-                             "timestamps": [[e.start, e.end] for e in v.events],
-                             "sentences": [e.sentence for e in v.events]}
-                for v in self.videos}
+        return {
+            v.video_id: {
+                "duration": v.duration,
+                "timestamps": [[e.start, e.end] for e in v.events],
+                "sentences": [e.sentence for e in v.events],
+            }
+            for v in self.videos
+        }
 
 
-def gt_proposals(root: PathLike, split: str, video_dir: PathLike | None = None,
-                 audio_dir: PathLike | None = None) -> dict[str, list[tuple[float, float]]]:
+def gt_proposals(
+    root: PathLike, split: str, video_dir: PathLike | None = None, audio_dir: PathLike | None = None
+) -> dict[str, list[tuple[float, float]]]:
     """Ground-truth segments per video of ``split``, videos without features left out."""
     path = annotation_path(root, split)
     dirs = feature_dirs(root, video_dir, audio_dir)
@@ -258,10 +280,18 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         """The tensors on ``device`` (non-blocking from pinned memory); the lists shared."""
-        moved = {k: getattr(self, k).to(device, non_blocking=True) for k in
-                 ("video", "video_mask", "audio", "audio_mask", "tokens", "tokens_mask")}
-        return Batch(**moved, video_ids=self.video_ids, events=self.events,
-                     segments=self.segments, durations=self.durations, sentences=self.sentences)
+        moved = {
+            k: getattr(self, k).to(device, non_blocking=True)
+            for k in ("video", "video_mask", "audio", "audio_mask", "tokens", "tokens_mask")
+        }
+        return Batch(
+            **moved,
+            video_ids=self.video_ids,
+            events=self.events,
+            segments=self.segments,
+            durations=self.durations,
+            sentences=self.sentences,
+        )
 
 
 def _pad(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -285,8 +315,16 @@ def collate(items: Sequence[Item]) -> Batch:
     tokens = torch.full((len(items), longest), PAD_ID, dtype=torch.long)
     for i, it in enumerate(items):
         tokens[i, : len(it.tokens)] = torch.tensor(it.tokens, dtype=torch.long)
-    return Batch(video, video_mask, audio, audio_mask, tokens, tokens != PAD_ID,
-                 video_ids=[it.video_id for it in items], events=[it.event for it in items],
-                 segments=[(it.start, it.end) for it in items],
-                 durations=[it.duration for it in items],
-                 sentences=[it.sentence for it in items])
+    return Batch(
+        video,
+        video_mask,
+        audio,
+        audio_mask,
+        tokens,
+        tokens != PAD_ID,
+        video_ids=[it.video_id for it in items],
+        events=[it.event for it in items],
+        segments=[(it.start, it.end) for it in items],
+        durations=[it.duration for it in items],
+        sentences=[it.sentence for it in items],
+    )

@@ -40,8 +40,9 @@ def _open(path: Path) -> TextIO:
     return path.open(encoding="utf-8", errors="replace")
 
 
-def read_glove(path: PathLike, vocab: Vocab, dim: int = 300, seed: int = 0
-               ) -> tuple[np.ndarray, int]:
+def read_glove(
+    path: PathLike, vocab: Vocab, dim: int = 300, seed: int = 0
+) -> tuple[np.ndarray, int]:
     """``(matrix (len(vocab), dim) float32, number of vocabulary words found)``.
 
     Streams a GloVe text file (``word v1 ... v_dim`` per line, optionally gzipped), keeping
@@ -58,8 +59,10 @@ def read_glove(path: PathLike, vocab: Vocab, dim: int = 300, seed: int = 0
         for number, line in enumerate(f, start=1):
             fields = line.rstrip("\r\n").rstrip(" ").rsplit(" ", dim)
             if len(fields) != dim + 1 or not fields[0]:
-                raise ValueError(f"{path}: line {number}: expected a word and {dim} numbers, "
-                                 f"got {len(fields)} fields")
+                raise ValueError(
+                    f"{path}: line {number}: expected a word and {dim} numbers, "
+                    f"got {len(fields)} fields"
+                )
             index = vocab.stoi.get(fields[0])
             if index is None or index in seen or index == PAD_ID:
                 continue
@@ -85,8 +88,15 @@ def cooccurrences(sentences: Iterable[str], vocab: Vocab, window: int) -> np.nda
     return counts
 
 
-def train_embeddings(sentences: Iterable[str], vocab: Vocab, dim: int = 300, *,
-                     window: int = 2, rank: int = 24, seed: int = 0) -> np.ndarray:
+def train_embeddings(
+    sentences: Iterable[str],
+    vocab: Vocab,
+    dim: int = 300,
+    *,
+    window: int = 2,
+    rank: int = 24,
+    seed: int = 0,
+) -> np.ndarray:
     """(len(vocab), dim) float32 vectors fitted to ``sentences``: PPMI + truncated SVD.
 
     Why this and not a small skip-gram: skip-gram with negative sampling implicitly factorises

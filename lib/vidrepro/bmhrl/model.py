@@ -61,8 +61,11 @@ def config_to_json(cfg, path: str | Path | None = None) -> str:
 def config_from_json(cls, source: str | Path):
     """A config dataclass from JSON text (a str starting with ``{``) or a file; unknown keys
     are an error."""
-    text = source if isinstance(source, str) and source.lstrip().startswith("{") \
+    text = (
+        source
+        if isinstance(source, str) and source.lstrip().startswith("{")
         else Path(source).read_text()
+    )
     spec = json.loads(text)
     unknown = set(spec) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
@@ -99,7 +102,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.modalities not in MODALITIES:
-            raise ValueError(f"modalities must be one of {sorted(MODALITIES)}, got {self.modalities!r}")
+            raise ValueError(
+                f"modalities must be one of {sorted(MODALITIES)}, got {self.modalities!r}"
+            )
         if self.fusion not in ("bridge", "mean"):
             raise ValueError(f"fusion must be 'bridge' or 'mean', got {self.fusion!r}")
         if self.d_model % self.heads:
@@ -143,8 +148,9 @@ class ModelConfig:
 # Building blocks.
 
 
-def positional_encoding(length: int, dim: int, offset: int = 0,
-                        device: torch.device | None = None) -> Tensor:
+def positional_encoding(
+    length: int, dim: int, offset: int = 0, device: torch.device | None = None
+) -> Tensor:
     """(length, dim) sinusoids for positions offset..offset+length-1, BMT's variant: dim j is
     sin (j even) or cos (j odd) of pos / 10000^(j/dim) (Vaswani et al. use 2*floor(j/2)/dim)."""
     pos = torch.arange(offset, offset + length, device=device, dtype=torch.float32)[:, None]
@@ -180,8 +186,13 @@ class Attention(nn.Module):
         """source (B, S, d_kv) -> keys, values (B, H, S, d_model/H); cacheable."""
         return self._split(self.k(source)), self._split(self.v(source))
 
-    def forward(self, x: Tensor, source: Tensor | None = None, mask: Tensor | None = None,
-                kv: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        source: Tensor | None = None,
+        mask: Tensor | None = None,
+        kv: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
         """x (B, L, d_q) attends ``source`` (B, S, d_kv), or precomputed ``kv``; mask is a
         bool (broadcastable to (B, H, L, S)), True = may attend. Returns (B, L, d_q)."""
         k, v = kv if kv is not None else self.keys_values(source)
@@ -192,8 +203,9 @@ class Attention(nn.Module):
 
 
 def feed_forward(width: int, hidden: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout),
-                         nn.Linear(hidden, width))
+    return nn.Sequential(
+        nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, width)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,9 +228,12 @@ class EncoderLayer(nn.Module):
         if len(self.streams) == 2:
             a, v = self.streams
             self.other = {a: v, v: a}
-            self.cross_att = nn.ModuleDict({m: Attention(w[m], w[o], cfg.d_model, cfg.heads,
-                                                         cfg.dropout)
-                                            for m, o in self.other.items()})
+            self.cross_att = nn.ModuleDict(
+                {
+                    m: Attention(w[m], w[o], cfg.d_model, cfg.heads, cfg.dropout)
+                    for m, o in self.other.items()
+                }
+            )
             self.norm_cross = nn.ModuleDict({m: nn.LayerNorm(w[m]) for m in w})
         self.ff = nn.ModuleDict({m: feed_forward(w[m], cfg.ff_width(m), cfg.dropout) for m in w})
         self.norm_ff = nn.ModuleDict({m: nn.LayerNorm(w[m]) for m in w})
@@ -232,9 +247,15 @@ class EncoderLayer(nn.Module):
         """xs: stream -> (B, S_m, d_m); masks: stream -> (B, S_m) bool. Same shapes out."""
         xs = {m: self._self_attend(m, x, masks[m]) for m, x in xs.items()}
         if len(xs) == 2:
-            xs = {m: x + self.drop(self.cross_att[m](self.norm_cross[m](x), xs[self.other[m]],
-                                                     key_padding(masks[self.other[m]])))
-                  for m, x in xs.items()}  # both read the pre-cross streams
+            xs = {
+                m: x
+                + self.drop(
+                    self.cross_att[m](
+                        self.norm_cross[m](x), xs[self.other[m]], key_padding(masks[self.other[m]])
+                    )
+                )
+                for m, x in xs.items()
+            }  # both read the pre-cross streams
         return {m: x + self.drop(self.ff[m](self.norm_ff[m](x))) for m, x in xs.items()}
 
 
@@ -338,18 +359,32 @@ class DecoderLayer(nn.Module):
         d = cfg.caption_width
         self.self_att = Attention(d, d, cfg.d_model, cfg.heads, cfg.dropout)
         self.norm_self = nn.LayerNorm(d)
-        self.cross_att = nn.ModuleDict({m: Attention(d, cfg.width(m), cfg.d_model, cfg.heads,
-                                                     cfg.dropout) for m in cfg.streams})
+        self.cross_att = nn.ModuleDict(
+            {
+                m: Attention(d, cfg.width(m), cfg.d_model, cfg.heads, cfg.dropout)
+                for m in cfg.streams
+            }
+        )
         self.norm_cross = nn.ModuleDict({m: nn.LayerNorm(d) for m in cfg.streams})
         n = len(cfg.streams)
-        self.bridge = nn.Sequential(nn.LayerNorm(n * d), nn.Linear(n * d, d), nn.Dropout(cfg.dropout),
-                                    nn.ReLU()) if n > 1 and cfg.fusion == "bridge" else None
+        self.bridge = (
+            nn.Sequential(
+                nn.LayerNorm(n * d), nn.Linear(n * d, d), nn.Dropout(cfg.dropout), nn.ReLU()
+            )
+            if n > 1 and cfg.fusion == "bridge"
+            else None
+        )
         self.ff = feed_forward(d, cfg.ff_width("caption"), cfg.dropout)
         self.norm_ff = nn.LayerNorm(d)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, c: Tensor, memory: dict[str, tuple[Tensor, Tensor]], causal: Tensor | None,
-                cache: LayerCache | None = None) -> Tensor:
+    def forward(
+        self,
+        c: Tensor,
+        memory: dict[str, tuple[Tensor, Tensor]],
+        causal: Tensor | None,
+        cache: LayerCache | None = None,
+    ) -> Tensor:
         """c (B, l, d_caption): the new tokens; causal (l, t + l) bool or None; with a cache,
         earlier tokens' keys/values are read from it and the new ones appended."""
         h = self.norm_self(c)
@@ -381,16 +416,26 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.layers))
         self.generator = nn.Linear(cfg.caption_width, cfg.vocab_size)
 
-    def hidden(self, c: Tensor, memory: dict[str, tuple[Tensor, Tensor]], causal: Tensor | None,
-               cache: DecoderCache | None = None) -> Tensor:
+    def hidden(
+        self,
+        c: Tensor,
+        memory: dict[str, tuple[Tensor, Tensor]],
+        causal: Tensor | None,
+        cache: DecoderCache | None = None,
+    ) -> Tensor:
         """(B, l, d_caption) the last layer's states, before the generator (BMHRL's worker and
         manager read them)."""
         for i, layer in enumerate(self.layers):
             c = layer(c, memory, causal, cache.layers[i] if cache is not None else None)
         return c
 
-    def forward(self, c: Tensor, memory: dict[str, tuple[Tensor, Tensor]], causal: Tensor | None,
-                cache: DecoderCache | None = None) -> Tensor:
+    def forward(
+        self,
+        c: Tensor,
+        memory: dict[str, tuple[Tensor, Tensor]],
+        causal: Tensor | None,
+        cache: DecoderCache | None = None,
+    ) -> Tensor:
         return F.log_softmax(self.generator(self.hidden(c, memory, causal, cache)), dim=-1)
 
 
@@ -402,12 +447,17 @@ class BMT(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if cfg.vocab_size <= max(cfg.pad_id, cfg.start_id, cfg.end_id):
-            raise ValueError(f"vocab_size {cfg.vocab_size} is too small; set it from the "
-                             "vocabulary, e.g. ModelConfig.named('full', vocab_size=len(vocab))")
+            raise ValueError(
+                f"vocab_size {cfg.vocab_size} is too small; set it from the "
+                "vocabulary, e.g. ModelConfig.named('full', vocab_size=len(vocab))"
+            )
         self.cfg = cfg
         self.word_embedding = nn.Embedding(cfg.vocab_size, cfg.d_word)
-        self.word_proj = (nn.Sequential(nn.Linear(cfg.d_word, cfg.caption_width), nn.ReLU())
-                          if cfg.caption_width != cfg.d_word else nn.Identity())
+        self.word_proj = (
+            nn.Sequential(nn.Linear(cfg.d_word, cfg.caption_width), nn.ReLU())
+            if cfg.caption_width != cfg.d_word
+            else nn.Identity()
+        )
         self.encoder = BiModalEncoder(cfg)
         self.decoder = Decoder(cfg)
         self.drop = nn.Dropout(cfg.dropout)
@@ -430,8 +480,13 @@ class BMT(nn.Module):
         pe = positional_encoding(x.shape[1], x.shape[2], offset, x.device).to(x.dtype)
         return self.drop(x + pe)
 
-    def encode(self, video: Tensor | None, video_mask: Tensor | None, audio: Tensor | None,
-               audio_mask: Tensor | None) -> Memory:
+    def encode(
+        self,
+        video: Tensor | None,
+        video_mask: Tensor | None,
+        audio: Tensor | None,
+        audio_mask: Tensor | None,
+    ) -> Memory:
         """video (B, Sv, d_video), audio (B, Sa, d_audio), masks (B, S) bool (True = real row;
         None = all real). A modality the config does not use may be None. Every sample needs
         at least one real row per used modality (an all-padding row would attend nothing)."""
@@ -442,8 +497,11 @@ class BMT(nn.Module):
             if x is None:
                 raise ValueError(f"modalities={self.cfg.modalities!r} needs {m} features")
             xs[m] = self._position(x)
-            masks[m] = (torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-                        if mask is None else mask.bool())
+            masks[m] = (
+                torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+                if mask is None
+                else mask.bool()
+            )
         out = self.encoder(xs, masks)
         return Memory(out.get("audio"), masks.get("audio"), out.get("video"), masks.get("video"))
 
@@ -457,12 +515,25 @@ class BMT(nn.Module):
         """An empty cache for incremental decoding, with every layer's cross-attention keys and
         values of ``memory`` computed now, once."""
         streams = memory.streams()
-        return DecoderCache([LayerCache({m: layer.cross_att[m].keys_values(source)
-                                         for m, (source, _) in streams.items()})
-                             for layer in self.decoder.layers])
+        return DecoderCache(
+            [
+                LayerCache(
+                    {
+                        m: layer.cross_att[m].keys_values(source)
+                        for m, (source, _) in streams.items()
+                    }
+                )
+                for layer in self.decoder.layers
+            ]
+        )
 
-    def decode(self, memory: Memory, tokens: Tensor, cache: DecoderCache | None = None,
-               return_hidden: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def decode(
+        self,
+        memory: Memory,
+        tokens: Tensor,
+        cache: DecoderCache | None = None,
+        return_hidden: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """tokens (B, l) -> (B, l, V) log p(next word | words so far, memory).
 
         Without a cache, tokens is the whole prefix (teacher forcing: ``[start, w1, ..]``).
@@ -473,16 +544,25 @@ class BMT(nn.Module):
         for BMHRL's agent, which builds on those states."""
         t = cache.length if cache is not None else 0
         length = tokens.shape[1]
-        causal = None if length == 1 else torch.ones(
-            length, t + length, dtype=torch.bool, device=tokens.device).tril(t)  # (l, t+l)
+        causal = (
+            None
+            if length == 1
+            else torch.ones(length, t + length, dtype=torch.bool, device=tokens.device).tril(t)
+        )  # (l, t+l)
         hidden = self.decoder.hidden(self.embed_words(tokens, t), memory.streams(), causal, cache)
         out = F.log_softmax(self.decoder.generator(hidden), dim=-1)
         if cache is not None:
             cache.length += length
         return (out, hidden) if return_hidden else out
 
-    def forward(self, video: Tensor | None, video_mask: Tensor | None, audio: Tensor | None,
-                audio_mask: Tensor | None, tokens: Tensor) -> Tensor:
+    def forward(
+        self,
+        video: Tensor | None,
+        video_mask: Tensor | None,
+        audio: Tensor | None,
+        audio_mask: Tensor | None,
+        tokens: Tensor,
+    ) -> Tensor:
         """Teacher forcing: tokens (B, L) = ``[start, w1, .., wn]`` -> (B, L, V) log-probs of
         ``[w1, .., wn, end]``."""
         return self.decode(self.encode(video, video_mask, audio, audio_mask), tokens)
@@ -492,8 +572,9 @@ class BMT(nn.Module):
 # Loss.
 
 
-def label_smoothed_kl(logprobs: Tensor, target: Tensor, pad_id: int,
-                      smoothing: float = 0.7) -> Tensor:
+def label_smoothed_kl(
+    logprobs: Tensor, target: Tensor, pad_id: int, smoothing: float = 0.7
+) -> Tensor:
     """BMT's LabelSmoothing: KL(q || p) per non-pad token, averaged over those tokens.
 
     logprobs (B, L, V), target (B, L). q puts 1 - smoothing on the true word, smoothing/(V-2)
@@ -547,8 +628,13 @@ def greedy_decode(model: BMT, memory: Memory, max_len: int | None = None) -> Ten
 
 
 @torch.no_grad()
-def beam_decode(model: BMT, memory: Memory, beam_size: int, max_len: int | None = None,
-                length_penalty: float = 0.0) -> Tensor:
+def beam_decode(
+    model: BMT,
+    memory: Memory,
+    beam_size: int,
+    max_len: int | None = None,
+    length_penalty: float = 0.0,
+) -> Tensor:
     """(B, T) the best of ``beam_size`` beams, same layout as :func:`greedy_decode`.
 
     Beams are ranked by summed log-probability while searching; a finished beam stays in the
@@ -588,8 +674,13 @@ def beam_decode(model: BMT, memory: Memory, beam_size: int, max_len: int | None 
     return out[best, : int(lengths[best].max())]
 
 
-def sample(model: BMT, memory: Memory, max_len: int | None = None, temperature: float = 1.0,
-           generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def sample(
+    model: BMT,
+    memory: Memory,
+    max_len: int | None = None,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
     """Captions sampled word by word, for policy-gradient training; gradients flow (the caller
     chooses ``no_grad`` or not).
 

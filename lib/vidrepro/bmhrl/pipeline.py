@@ -28,7 +28,12 @@ from .embeddings import read_glove, train_embeddings
 from .model import BMT, ModelConfig, beam_decode, greedy_decode
 from .params import Data, WarmstartParams
 
-BMT_CONFIG, AGENT_CONFIG, VOCAB, WEIGHTS = "bmt.json", "agent.json", "vocab.json", "model.safetensors"
+BMT_CONFIG, AGENT_CONFIG, VOCAB, WEIGHTS = (
+    "bmt.json",
+    "agent.json",
+    "vocab.json",
+    "model.safetensors",
+)
 CRITIC_WEIGHTS, HISTORY = "critic.safetensors", "history.json"
 EVAL_SPLITS = ("val_1", "val_2")  # two annotators of the same videos; BMT averages the two
 
@@ -41,19 +46,23 @@ def build_vocab(p: Data, min_count: int = 1) -> Vocab:
     return Vocab.build(train_sentences(dense_root(p)), min_count)
 
 
-def dataset(p: Data, split: str, vocab: Vocab, max_len: int | None = None,
-            unique_segments: bool = False) -> DenseCaptions:
-    return DenseCaptions(dense_root(p), split, vocab, max_len=max_len,
-                         unique_segments=unique_segments)
+def dataset(
+    p: Data, split: str, vocab: Vocab, max_len: int | None = None, unique_segments: bool = False
+) -> DenseCaptions:
+    return DenseCaptions(
+        dense_root(p), split, vocab, max_len=max_len, unique_segments=unique_segments
+    )
 
 
 def batches(ds: DenseCaptions, batch_size: int, seed: int) -> Callable[[int, int, int], Batch]:
     """``batch_fn(step, rank, world)`` for ``training.train``: each rank draws its own
     ``batch_size`` events from a generator seeded by (seed, step, rank), so a resumed run sees
     the batches an uninterrupted one would."""
+
     def batch_fn(step: int, rank: int, world: int) -> Batch:
         rows = step_rng(seed, step, rank).choice(len(ds), batch_size, replace=len(ds) < batch_size)
         return collate([ds[int(i)] for i in rows])
+
     return batch_fn
 
 
@@ -84,8 +93,14 @@ def new_bmt(p: WarmstartParams, vocab: Vocab) -> BMT:
 
 # --- folders -------------------------------------------------------------------------------------
 
-def save(folder: Path, model: BMT | HierarchicalCaptioner, vocab: Vocab, history: History,
-         critic: SegmentCritic | None = None) -> Path:
+
+def save(
+    folder: Path,
+    model: BMT | HierarchicalCaptioner,
+    vocab: Vocab,
+    history: History,
+    critic: SegmentCritic | None = None,
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     bmt = model.bmt if isinstance(model, HierarchicalCaptioner) else model
     bmt.cfg.to_json(folder / BMT_CONFIG)
@@ -104,8 +119,7 @@ def _require(folder: Path, name: str, what: str) -> Path:
     return folder / name
 
 
-def load(folder: str | Path) -> tuple[BMT | HierarchicalCaptioner, Vocab,
-                                      SegmentCritic | None]:
+def load(folder: str | Path) -> tuple[BMT | HierarchicalCaptioner, Vocab, SegmentCritic | None]:
     """(model, vocab, critic): a warm-started BMT (critic None) or an HRL agent."""
     folder = Path(folder)
     bmt = BMT(ModelConfig.from_json(_require(folder, BMT_CONFIG, "BMHRL model")))
@@ -121,8 +135,9 @@ def load(folder: str | Path) -> tuple[BMT | HierarchicalCaptioner, Vocab,
     return model.eval(), vocab, critic
 
 
-def load_or_new(model: str, p: Data) -> tuple[BMT | HierarchicalCaptioner, Vocab,
-                                                SegmentCritic | None]:
+def load_or_new(
+    model: str, p: Data
+) -> tuple[BMT | HierarchicalCaptioner, Vocab, SegmentCritic | None]:
     """A saved model folder, or a config name: an untrained BMT (with the caption-fitted
     embeddings) on this data's vocabulary, so every notebook also runs on its own."""
     if (Path(model) / BMT_CONFIG).exists():
@@ -133,8 +148,9 @@ def load_or_new(model: str, p: Data) -> tuple[BMT | HierarchicalCaptioner, Vocab
     return new_bmt(untrained, vocab), vocab, None
 
 
-def save_critic(folder: Path, critic: SegmentCritic, cfg: AgentConfig, vocab: Vocab,
-                history: History) -> Path:
+def save_critic(
+    folder: Path, critic: SegmentCritic, cfg: AgentConfig, vocab: Vocab, history: History
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     cfg.to_json(folder / AGENT_CONFIG)
     save_model(critic, str(folder / CRITIC_WEIGHTS))
@@ -143,8 +159,9 @@ def save_critic(folder: Path, critic: SegmentCritic, cfg: AgentConfig, vocab: Vo
     return folder
 
 
-def load_critic(folder: str | Path, p: Data | None = None
-                ) -> tuple[SegmentCritic, AgentConfig, Vocab]:
+def load_critic(
+    folder: str | Path, p: Data | None = None
+) -> tuple[SegmentCritic, AgentConfig, Vocab]:
     """A critic folder; with ``p``, an empty name gives an untrained critic (standalone runs)."""
     if p is not None and not str(folder):
         cfg, vocab = AgentConfig(), build_vocab(p)
@@ -164,9 +181,14 @@ def history(folder: str | Path) -> dict[str, list[float]]:
 
 # --- captioning and evaluation -------------------------------------------------------------------
 
+
 @torch.no_grad()
-def caption(model: BMT | HierarchicalCaptioner, critic: SegmentCritic | None, batch: Batch,
-            beam_size: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
+def caption(
+    model: BMT | HierarchicalCaptioner,
+    critic: SegmentCritic | None,
+    batch: Batch,
+    beam_size: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Word ids (B, T) of a batch's segments, and for an agent the segment id of every word
     (B, T) (where the manager set a new goal). BMT decodes greedily or with a beam; the agent
     greedily with its mean goals."""
@@ -180,8 +202,9 @@ def caption(model: BMT | HierarchicalCaptioner, critic: SegmentCritic | None, ba
     return greedy_decode(model, memory), None
 
 
-def caption_segments(model, critic, vocab: Vocab, ds: DenseCaptions, beam_size: int = 1,
-                     batch_size: int = 32) -> tuple[dict[str, list[dict]], list[dict]]:
+def caption_segments(
+    model, critic, vocab: Vocab, ds: DenseCaptions, beam_size: int = 1, batch_size: int = 32
+) -> tuple[dict[str, list[dict]], list[dict]]:
     """densevid predictions ``{video: [{"timestamp": [s, e], "sentence": str}]}`` for every
     segment of ``ds``, and one record per segment (with the goal switches, for timelines)."""
     predictions: dict[str, list[dict]] = {}
@@ -195,16 +218,28 @@ def caption_segments(model, critic, vocab: Vocab, ds: DenseCaptions, beam_size: 
             ids = tokens[i].tolist()
             n = ids.index(END_ID) if END_ID in ids else len(ids)  # the words before the end
             words = [vocab.itos[t] for t in ids[:n]]
-            switches = ([] if segment_ids is None else
-                        [j for j in range(1, n) if segment_ids[i, j] != segment_ids[i, j - 1]])
-            records.append({"video": vid, "start": s, "end": e, "sentence": sentence,
-                            "reference": batch.sentences[i], "words": words,
-                            "goal_switches": switches})
+            switches = (
+                []
+                if segment_ids is None
+                else [j for j in range(1, n) if segment_ids[i, j] != segment_ids[i, j - 1]]
+            )
+            records.append(
+                {
+                    "video": vid,
+                    "start": s,
+                    "end": e,
+                    "sentence": sentence,
+                    "reference": batch.sentences[i],
+                    "words": words,
+                    "goal_switches": switches,
+                }
+            )
     return predictions, records
 
 
-def evaluate(model, critic, vocab: Vocab, p: Data, tious: list[float], beam_size: int = 1
-             ) -> tuple[dict[str, float], list[dict], list[dict]]:
+def evaluate(
+    model, critic, vocab: Vocab, p: Data, tious: list[float], beam_size: int = 1
+) -> tuple[dict[str, float], list[dict], list[dict]]:
     """BMT's ground-truth-proposal protocol: caption each annotation set's own segments and
     score them against that set (densevid_eval), then average val_1 and val_2; one METEOR
     process scores both. Returns the averaged scores (plus ``<metric>/<split>``), the
@@ -245,14 +280,14 @@ def average_splits(per_split: dict[str, dict[str, dict[str, float]]]) -> list[di
     rows = []
     for v in videos:
         names = per_split[holders[v][0]][v]
-        scores = {n: sum(per_split[s][v][n] / sizes[s] for s in holders[v]) / raw[v]
-                  for n in names}
+        scores = {n: sum(per_split[s][v][n] / sizes[s] for s in holders[v]) / raw[v] for n in names}
         rows.append({"item": str(v), "weight": raw[v] * scale, **scores})
     return rows
 
 
-def timeline_rows(records: list[dict], references: dict[str, dict], video: str, split: str
-                  ) -> dict[str, list[tuple[float, float, str]]]:
+def timeline_rows(
+    records: list[dict], references: dict[str, dict], video: str, split: str
+) -> dict[str, list[tuple[float, float, str]]]:
     """The lanes of ``plots.timeline`` for one video: its references and the generated
     captions, "|" marking where the manager switched goals."""
     ref = references[video]
@@ -263,5 +298,7 @@ def timeline_rows(records: list[dict], references: dict[str, dict], video: str, 
             for j in reversed(r["goal_switches"]):
                 words.insert(j, "|")
             generated.append((r["start"], r["end"], " ".join(words)))
-    return {"reference": [(s, e, t) for (s, e), t in zip(ref["timestamps"], ref["sentences"])],
-            "generated": generated}
+    return {
+        "reference": [(s, e, t) for (s, e), t in zip(ref["timestamps"], ref["sentences"])],
+        "generated": generated,
+    }

@@ -41,8 +41,7 @@ from .data import END_ID, PAD_ID, SPECIALS, Vocab
 # Prefixes.
 
 
-def caption_mask(tokens: Tensor | np.ndarray, end_id: int = END_ID, pad_id: int = PAD_ID
-                 ) -> Tensor:
+def caption_mask(tokens: Tensor | np.ndarray, end_id: int = END_ID, pad_id: int = PAD_ID) -> Tensor:
     """(B, T) bool, True at a caption's real positions: up to and including its first end
     token, or, without an end (cut at max_len), up to its last non-pad token. The layout of
     ``model.sample`` / ``greedy_decode`` (no start token, pad after the end)."""
@@ -91,8 +90,12 @@ class CiderScorer:
     list per video or event), computed once; each ``score`` call is one vectorised
     ``CiderD.scores`` pass over all the prefixes of a batch."""
 
-    def __init__(self, corpus_refs: Mapping[Hashable, Sequence[str]] | Sequence[Sequence[str]],
-                 n: int = 4, sigma: float = 6.0) -> None:
+    def __init__(
+        self,
+        corpus_refs: Mapping[Hashable, Sequence[str]] | Sequence[Sequence[str]],
+        n: int = 4,
+        sigma: float = 6.0,
+    ) -> None:
         self.cider = CiderD(corpus_refs, n=n, sigma=sigma)
 
     def score(self, candidates: Sequence[str], refs: Sequence[Sequence[str]]) -> np.ndarray:
@@ -134,8 +137,10 @@ class MeteorScorer:
         with self.meteor.lock:
             stats: list[str] = []
             for lo in range(0, len(candidates), self.chunk):
-                lines = [_score_line(c, r) for c, r in
-                         zip(candidates[lo:lo + self.chunk], refs[lo:lo + self.chunk])]
+                lines = [
+                    _score_line(c, r)
+                    for c, r in zip(candidates[lo : lo + self.chunk], refs[lo : lo + self.chunk])
+                ]
                 proc.stdin.write(("\n".join(lines) + "\n").encode())
                 proc.stdin.flush()
                 stats.extend(self._readline() for _ in lines)
@@ -160,8 +165,12 @@ class MeteorScorer:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -176,8 +185,9 @@ def _score_line(candidate: str, refs: Sequence[str]) -> str:
 # Rewards and returns.
 
 
-def token_rewards(tokens: Tensor | np.ndarray, vocab: Vocab, refs: Sequence[Sequence[str]],
-                  scorer: Scorer) -> Tensor:
+def token_rewards(
+    tokens: Tensor | np.ndarray, vocab: Vocab, refs: Sequence[Sequence[str]], scorer: Scorer
+) -> Tensor:
     """(B, T) float32 delta-score rewards of sampled captions (layout of ``model.sample``).
 
     ``r_t = score(w_1..w_t) - score(w_1..w_{t-1})`` with the empty prefix scoring 0, so a
@@ -226,8 +236,7 @@ def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
     return (r @ _discount_matrix(r.shape[1], gamma, r).T) * mask
 
 
-def segment_returns(rewards: Tensor, segment_ids: Tensor, n_segments: int, gamma: float
-                    ) -> Tensor:
+def segment_returns(rewards: Tensor, segment_ids: Tensor, n_segments: int, gamma: float) -> Tensor:
     """(B, K) manager returns: ``R_k = gain_k + gamma * R_{k+1}``, where ``gain_k`` is the
     undiscounted sum of the worker rewards of segment k's tokens (``segment_ids`` (B, T): the
     segment of each token, -1 on padding; K = ``n_segments``). Segments past a caption's last
@@ -252,8 +261,9 @@ def segments_from_ends(ends: Tensor, mask: Tensor) -> tuple[Tensor, int]:
 # Losses.
 
 
-def policy_gradient(logprobs: Tensor, returns: Tensor, values: Tensor, mask: Tensor
-                    ) -> tuple[Tensor, Tensor, dict[str, float]]:
+def policy_gradient(
+    logprobs: Tensor, returns: Tensor, values: Tensor, mask: Tensor
+) -> tuple[Tensor, Tensor, dict[str, float]]:
     """Actor-critic losses over (B, T) worker tokens or (B, K) manager segments.
 
     advantage = returns - values (values detached: the critic is a baseline, trained only by
@@ -268,8 +278,11 @@ def policy_gradient(logprobs: Tensor, returns: Tensor, values: Tensor, mask: Ten
     adv = returns - values.detach()
     policy_loss = -(adv * logprobs * m).sum() / n
     value_loss = ((values - returns) ** 2 * m).sum() / n
-    stats = {"return": float((returns * m).sum() / n), "advantage": float((adv * m).sum() / n),
-             "value": float((values.detach() * m).sum() / n)}
+    stats = {
+        "return": float((returns * m).sum() / n),
+        "advantage": float((adv * m).sum() / n),
+        "value": float((values.detach() * m).sum() / n),
+    }
     return policy_loss, value_loss, stats
 
 
@@ -284,8 +297,14 @@ def gaussian_logprob(sample: Tensor, mean: Tensor, std: Tensor | float) -> Tenso
     return (-0.5 * z**2 - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
-def biased_kl(logprobs: Tensor, target: Tensor, biased_target: Tensor, offset: Tensor,
-              pad_id: int = PAD_ID, smoothing: float = 0.7) -> Tensor:
+def biased_kl(
+    logprobs: Tensor,
+    target: Tensor,
+    biased_target: Tensor,
+    offset: Tensor,
+    pad_id: int = PAD_ID,
+    smoothing: float = 0.7,
+) -> Tensor:
     """The original's optional BiasedKL: label-smoothed KL(q || p) whose target q moves part of
     the reference word's mass onto the agent's word.
 

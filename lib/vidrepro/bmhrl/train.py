@@ -80,8 +80,14 @@ class WorkerObjective(nn.Module):
     brings, then re-score the samples with gradients in one teacher-forced pass: a policy
     gradient with the worker's value head as the baseline (or the release's BiasedKL)."""
 
-    def __init__(self, agent: HierarchicalCaptioner, critic: SegmentCritic, vocab: Vocab,
-                 scorer: rewards.Scorer, p: HrlParams):
+    def __init__(
+        self,
+        agent: HierarchicalCaptioner,
+        critic: SegmentCritic,
+        vocab: Vocab,
+        scorer: rewards.Scorer,
+        p: HrlParams,
+    ):
         super().__init__()
         self.agent, self.critic, self.vocab, self.scorer, self.p = agent, critic, vocab, scorer, p
 
@@ -104,15 +110,15 @@ class WorkerObjective(nn.Module):
             # its advantage. The release instead sampled from the teacher-forced prediction;
             # here both share the rollout's prefixes. Not measured yet at any scale.
             offset = rewards.reward_offset(returns - values.detach(), chosen.exp(), mask)
-            target = batch.tokens[:, 1:1 + out.tokens.shape[1]]
-            target = nn.functional.pad(target, (0, out.tokens.shape[1] - target.shape[1]),
-                                       value=pad)
+            target = batch.tokens[:, 1 : 1 + out.tokens.shape[1]]
+            target = nn.functional.pad(
+                target, (0, out.tokens.shape[1] - target.shape[1]), value=pad
+            )
             policy = rewards.biased_kl(logp, target, out.tokens, offset, pad, p.smoothing)
         loss = policy + value_loss
         if p.xe_weight:
             tf = self.agent.teacher_forced(memory, batch.tokens[:, :-1], self.critic)
-            loss = loss + p.xe_weight * label_smoothed_kl(tf, batch.tokens[:, 1:], pad,
-                                                          p.smoothing)
+            loss = loss + p.xe_weight * label_smoothed_kl(tf, batch.tokens[:, 1:], pad, p.smoothing)
         score = float(reward.sum(1).mean())
         return loss, {**stats, "score": score, "value_loss": float(value_loss.detach())}
 
@@ -122,52 +128,80 @@ class ManagerObjective(nn.Module):
     caption score over the segments it started (policy gradient on the Gaussian's mean, the
     manager's value head as the baseline)."""
 
-    def __init__(self, agent: HierarchicalCaptioner, critic: SegmentCritic, vocab: Vocab,
-                 scorer: rewards.Scorer, p: HrlParams):
+    def __init__(
+        self,
+        agent: HierarchicalCaptioner,
+        critic: SegmentCritic,
+        vocab: Vocab,
+        scorer: rewards.Scorer,
+        p: HrlParams,
+    ):
         super().__init__()
         self.agent, self.critic, self.vocab, self.scorer, self.p = agent, critic, vocab, scorer, p
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict]:
         out = self.agent.rollout(self.agent.encode(*_inputs(batch)), self.critic)
-        reward = rewards.token_rewards(out.tokens.detach(), self.vocab, _references(batch),
-                                       self.scorer).to(out.goal_logprobs.device)
+        reward = rewards.token_rewards(
+            out.tokens.detach(), self.vocab, _references(batch), self.scorer
+        ).to(out.goal_logprobs.device)
         k = out.goal_logprobs.shape[1]
         returns = rewards.segment_returns(reward, out.segment_ids, k, self.p.gamma_manager)
         seg_mask = torch.arange(k, device=returns.device) < out.n_segments[:, None]  # (B, K)
         policy, value_loss, stats = rewards.policy_gradient(
-            out.goal_logprobs, returns, out.goal_values, seg_mask)
-        return policy + value_loss, {**stats, "score": float(reward.sum(1).mean()),
-                                     "segments": float(out.n_segments.float().mean())}
+            out.goal_logprobs, returns, out.goal_values, seg_mask
+        )
+        return policy + value_loss, {
+            **stats,
+            "score": float(reward.sum(1).mean()),
+            "segments": float(out.n_segments.float().mean()),
+        }
 
 
 # --- stages --------------------------------------------------------------------------------------
 
+
 def _loop(steps: int, lr: float, p, warmup: int = 0, weight_decay: float = 0.0) -> LoopConfig:
-    return LoopConfig(steps=steps, lr=lr, warmup=warmup, weight_decay=weight_decay,
-                      precision=getattr(p, "precision", "fp32"),
-                      checkpoint_every=p.checkpoint_every)
+    return LoopConfig(
+        steps=steps,
+        lr=lr,
+        warmup=warmup,
+        weight_decay=weight_decay,
+        precision=getattr(p, "precision", "fp32"),
+        checkpoint_every=p.checkpoint_every,
+    )
 
 
 def warmstart(p: WarmstartParams, checkpoint: Path | None) -> tuple[BMT, Vocab, History]:
     vocab = pipeline.build_vocab(p, p.min_count)
     model = pipeline.new_bmt(p, vocab).to(_device())
     ds = pipeline.dataset(p, "train", vocab, max_len=model.cfg.max_len + 1)
-    history = train(CaptionXE(model, p.smoothing), lambda m, b: m(b.to(_device())),
-                    pipeline.batches(ds, p.batch_size, p.seed),
-                    _loop(p.steps, p.lr, p, p.warmup, p.weight_decay), checkpoint, "warm start")
+    history = train(
+        CaptionXE(model, p.smoothing),
+        lambda m, b: m(b.to(_device())),
+        pipeline.batches(ds, p.batch_size, p.seed),
+        _loop(p.steps, p.lr, p, p.warmup, p.weight_decay),
+        checkpoint,
+        "warm start",
+    )
     return model.eval(), vocab, history
 
 
-def train_critic(p: CriticParams, checkpoint: Path | None
-                 ) -> tuple[SegmentCritic, AgentConfig, Vocab, History]:
+def train_critic(
+    p: CriticParams, checkpoint: Path | None
+) -> tuple[SegmentCritic, AgentConfig, Vocab, History]:
     vocab = pipeline.build_vocab(p)
     cfg = AgentConfig(boundary_threshold=p.threshold)
     torch.manual_seed(p.seed)
     critic = SegmentCritic.from_config(cfg, len(vocab)).to(_device())
     ds = pipeline.dataset(p, "train", vocab)
-    history = train(CriticLoss(critic, vocab), lambda m, b: m(b.to(_device())),
-                    pipeline.batches(ds, p.batch_size, p.seed),
-                    _loop(p.steps, p.lr, p, p.warmup, p.weight_decay), checkpoint, "critic")
+    history = train(
+        CriticLoss(critic, vocab),
+        lambda m, b: m(b.to(_device())),
+        pipeline.batches(ds, p.batch_size, p.seed),
+        _loop(p.steps, p.lr, p, p.warmup, p.weight_decay),
+        checkpoint,
+        "critic",
+    )
     return critic.eval(), cfg, vocab, history
 
 
@@ -184,13 +218,15 @@ def _train_only(agent: HierarchicalCaptioner, manager: bool) -> None:
 
 def scorer_for(p: HrlParams, stack: ExitStack) -> rewards.Scorer:
     if p.reward == "cider":
-        return rewards.CiderScorer([[" ".join(words(s))] for s in
-                                    train_sentences(pipeline.dense_root(p))])
+        return rewards.CiderScorer(
+            [[" ".join(words(s))] for s in train_sentences(pipeline.dense_root(p))]
+        )
     return stack.enter_context(rewards.MeteorScorer())
 
 
-def train_hrl(p: HrlParams, checkpoint: Path | None
-              ) -> tuple[HierarchicalCaptioner, SegmentCritic, Vocab, History]:
+def train_hrl(
+    p: HrlParams, checkpoint: Path | None
+) -> tuple[HierarchicalCaptioner, SegmentCritic, Vocab, History]:
     """Rounds of (worker phase, manager phase) from the warm-started BMT; the history's
     values carry a ``phase`` prefix (``worker/score``, ``manager/score``)."""
     bmt, vocab, _ = pipeline.load_or_new(p.init, p)
@@ -208,15 +244,22 @@ def train_hrl(p: HrlParams, checkpoint: Path | None
     with ExitStack() as stack:
         scorer = scorer_for(p, stack)
         for r in range(p.rounds):
-            for phase, steps, cls in (("worker", p.worker_steps, WorkerObjective),
-                                      ("manager", p.manager_steps, ManagerObjective)):
+            for phase, steps, cls in (
+                ("worker", p.worker_steps, WorkerObjective),
+                ("manager", p.manager_steps, ManagerObjective),
+            ):
                 if not steps:
                     continue
                 _train_only(agent, manager=phase == "manager")
                 folder = checkpoint / f"round{r}_{phase}" if checkpoint else None
-                h = train(cls(agent, critic, vocab, scorer, p), lambda m, b: m(b.to(_device())),
-                          pipeline.batches(ds, p.batch_size, p.seed + 1000 * r + (phase == "manager")),
-                          _loop(steps, p.lr, p), folder, f"round {r + 1} {phase}")
+                h = train(
+                    cls(agent, critic, vocab, scorer, p),
+                    lambda m, b: m(b.to(_device())),
+                    pipeline.batches(ds, p.batch_size, p.seed + 1000 * r + (phase == "manager")),
+                    _loop(steps, p.lr, p),
+                    folder,
+                    f"round {r + 1} {phase}",
+                )
                 offset = len(history.step)
                 for i, step in enumerate(h.step):
                     history.log(offset + step, {f"{phase}/{k}": v[i] for k, v in h.values.items()})

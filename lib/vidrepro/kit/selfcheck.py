@@ -18,7 +18,7 @@ def environment() -> dict[str, str]:
     import torch
 
     info = runs.package_versions()
-    info["torch_device"] = (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")
+    info["torch_device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     kinds: dict[str, int] = {}
     for d in jax.devices():
         kinds[d.platform] = kinds.get(d.platform, 0) + 1
@@ -40,7 +40,7 @@ def moving_square(seconds: float, fps: int, size: int) -> np.ndarray:
     frames = np.full((t, size, size, 3), 30, np.uint8)
     xs = np.linspace(0, size - side, t).round().astype(int)  # (T,) left edge per frame
     for i, x in enumerate(xs):
-        frames[i, size // 2 - side // 2: size // 2 + side // 2, x: x + side] = 255
+        frames[i, size // 2 - side // 2 : size // 2 + side // 2, x : x + side] = 255
     return frames
 
 
@@ -51,8 +51,9 @@ def square_position(frames: np.ndarray) -> np.ndarray:
     return np.array([np.flatnonzero(c).mean() if c.any() else np.nan for c in cols])
 
 
-def random_corpus(items: int, refs: int, seed: int = 0, vocab: int = 2000,
-                  length: tuple[int, int] = (6, 14)) -> tuple[dict, dict]:
+def random_corpus(
+    items: int, refs: int, seed: int = 0, vocab: int = 2000, length: tuple[int, int] = (6, 14)
+) -> tuple[dict, dict]:
     """Tokenised captions with Zipf-distributed words: ``gts {id: [ref]*refs}``,
     ``res {id: [hyp]}``; hypotheses reuse reference words so scores are not all zero."""
     rng = np.random.default_rng(seed)
@@ -85,8 +86,9 @@ def cider_agreement(gts: dict, res: dict) -> dict[str, float]:
     return {
         "cider_pycocoevalcap": float(ref_score),
         "cider_vidrepro": float(score),
-        "cider_max_abs_diff": max(abs(ref_score - score),
-                                  float(np.max(np.abs(np.asarray(ref_items) - items)))),
+        "cider_max_abs_diff": max(
+            abs(ref_score - score), float(np.max(np.abs(np.asarray(ref_items) - items)))
+        ),
         "cider_pycocoevalcap_s": t_ref,
         "cider_vidrepro_s": t_fast,
         "cider_speedup": t_ref / t_fast,

@@ -45,15 +45,24 @@ def load_tokenizer(path: Path):
 
     ``path`` is a ``tokenizer.json`` file or a folder ``save_pretrained`` wrote; it is read
     locally (never a hub name, never remote code)."""
-    source = (PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
-              if path.is_dir() else PreTrainedTokenizerFast(tokenizer_file=str(path)))
+    source = (
+        PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+        if path.is_dir()
+        else PreTrainedTokenizerFast(tokenizer_file=str(path))
+    )
     spec = json.loads(source.backend_tokenizer.to_str())
     unk = spec["model"].get("unk_token") or wordlevel.UNK
     specials = (wordlevel.PAD, wordlevel.EOS, unk, *SPECIALS)
     core = Tokenizer.from_str(json.dumps(specials_first(spec, specials)))
-    return _checked(PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token=wordlevel.PAD, eos_token=wordlevel.EOS, unk_token=unk,
-        additional_special_tokens=list(SPECIALS)))
+    return _checked(
+        PreTrainedTokenizerFast(
+            tokenizer_object=core,
+            pad_token=wordlevel.PAD,
+            eos_token=wordlevel.EOS,
+            unk_token=unk,
+            additional_special_tokens=list(SPECIALS),
+        )
+    )
 
 
 def specials_first(spec: dict, specials: tuple[str, ...]) -> dict:
@@ -65,8 +74,10 @@ def specials_first(spec: dict, specials: tuple[str, ...]) -> dict:
     post-processor goes: its template holds old ids, and ``encode`` adds the kit's own START."""
     model = dict(spec["model"])
     if not isinstance(model.get("vocab"), dict):
-        raise ValueError(f"a {model['type']} vocabulary has no token ids to renumber (MERLOT "
-                         "reads BPE, WordPiece and WordLevel tokenizers)")
+        raise ValueError(
+            f"a {model['type']} vocabulary has no token ids to renumber (MERLOT "
+            "reads BPE, WordPiece and WordLevel tokenizers)"
+        )
     if len(set(specials)) < len(specials):
         raise ValueError(f"special tokens {specials} must be distinct")
     added = {a["content"]: dict(a) for a in spec["added_tokens"]}
@@ -74,12 +85,24 @@ def specials_first(spec: dict, specials: tuple[str, ...]) -> dict:
     rest = sorted(set(old) - set(specials), key=lambda token: (old[token], token))
     model["vocab"] = {token: i for i, token in enumerate([*specials, *rest])}
     for token in specials:
-        added.setdefault(token, {"content": token, "single_word": False, "lstrip": False,
-                                 "rstrip": False, "normalized": False})["special"] = True
+        added.setdefault(
+            token,
+            {
+                "content": token,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+            },
+        )["special"] = True
     for token, a in added.items():
         a["id"] = model["vocab"][token]
-    return {**spec, "model": model, "post_processor": None,
-            "added_tokens": sorted(added.values(), key=lambda a: a["id"])}
+    return {
+        **spec,
+        "model": model,
+        "post_processor": None,
+        "added_tokens": sorted(added.values(), key=lambda a: a["id"]),
+    }
 
 
 def _checked(tokenizer):
@@ -111,14 +134,13 @@ def covering(width: int, height: int, hw: tuple[int, int]) -> tuple[int, int]:
     return max(hw[1], round(width * scale)), max(hw[0], round(height * scale))
 
 
-def frames_at(path: Path, duration: float, times: list[float], hw: tuple[int, int]
-              ) -> np.ndarray:
+def frames_at(path: Path, duration: float, times: list[float], hw: tuple[int, int]) -> np.ndarray:
     """The frames showing ``times`` (seconds) of a video: (len(times), H, W, 3) uint8."""
+
     def indices(n: int) -> np.ndarray:
         return np.clip((np.asarray(times) / duration * n).astype(np.int64), 0, n - 1)
 
-    return sample_frames(path, indices=indices, size=partial(covering, hw=hw),
-                         crop=(hw[1], hw[0]))
+    return sample_frames(path, indices=indices, size=partial(covering, hw=hw), crop=(hw[1], hw[0]))
 
 
 @dataclass
@@ -136,13 +158,14 @@ class Pretraining:
         frames, texts, firsts = [], [], []
         for video in tqdm(videos, desc="decoding pretraining videos", leave=False):
             mids = [(s.start + s.end) / 2 for s in video.segments]
-            decoded = frames_at(merlot_format.video_path(root, video.video_id), video.duration,
-                                mids, hw)
+            decoded = frames_at(
+                merlot_format.video_path(root, video.video_id), video.duration, mids, hw
+            )
             if len(video.segments) >= segments:
                 firsts.append(len(frames))
             for start in range(len(video.segments) - segments + 1):
-                frames.append(decoded[start: start + segments])
-                texts.append([s.text for s in video.segments[start: start + segments]])
+                frames.append(decoded[start : start + segments])
+                texts.append([s.text for s in video.segments[start : start + segments]])
         if not frames:
             raise ValueError(f"{root}: no video has {segments} segments")
         return cls(np.stack(frames), texts, np.array(firsts))
@@ -179,13 +202,14 @@ class Stories(_Blankable):
     ids: list[str]
 
     @classmethod
-    def load(cls, root: Path, split: str, hw: tuple[int, int], limit: int | None = None
-             ) -> Stories:
+    def load(cls, root: Path, split: str, hw: tuple[int, int], limit: int | None = None) -> Stories:
         image_dir = root / "images" / split
-        stories = vist.read_stories(root / "sis" / f"{split}.story-in-sequence.json", image_dir,
-                                    on_error="skip")[:limit]
-        frames = np.stack([np.stack([photo(image_dir, p, hw) for p in s.photo_ids])
-                           for s in stories])
+        stories = vist.read_stories(
+            root / "sis" / f"{split}.story-in-sequence.json", image_dir, on_error="skip"
+        )[:limit]
+        frames = np.stack(
+            [np.stack([photo(image_dir, p, hw) for p in s.photo_ids]) for s in stories]
+        )
         return cls(frames, [list(s.texts) for s in stories], [s.story_id for s in stories])
 
 
@@ -207,7 +231,7 @@ class VideoQA(_Blankable):
 
     @property
     def texts(self) -> list[list[str]]:
-        """"question answer" per option, for display."""
+        """ "question answer" per option, for display."""
         return [[f"{q} {a}" for a in opts] for q, opts in zip(self.questions, self.options)]
 
     @staticmethod
@@ -217,18 +241,24 @@ class VideoQA(_Blankable):
         return [[i.question, *i.answers] for i in items]
 
     @classmethod
-    def load(cls, root: Path, split: str, segments: int, segment_seconds: float,
-             hw: tuple[int, int]) -> VideoQA:
+    def load(
+        cls, root: Path, split: str, segments: int, segment_seconds: float, hw: tuple[int, int]
+    ) -> VideoQA:
         items = videoqa.read_qa(videoqa.annotation_path(root, split), root / videoqa.VIDEO_DIR)
         times = [(k + 0.5) * segment_seconds for k in range(segments)]
         cache: dict[str, np.ndarray] = {}
         for item in tqdm(items, desc=f"decoding QA videos ({split})", leave=False):
             if item.video_id not in cache:
-                cache[item.video_id] = frames_at(videoqa.video_path(root, item.video_id),
-                                                 segments * segment_seconds, times, hw)
-        return cls(np.stack([cache[i.video_id] for i in items]), [i.question for i in items],
-                   [list(i.answers) for i in items], np.array([i.answer for i in items], np.int32),
-                   [i.qid for i in items])
+                cache[item.video_id] = frames_at(
+                    videoqa.video_path(root, item.video_id), segments * segment_seconds, times, hw
+                )
+        return cls(
+            np.stack([cache[i.video_id] for i in items]),
+            [i.question for i in items],
+            [list(i.answers) for i in items],
+            np.array([i.answer for i in items], np.int32),
+            [i.qid for i in items],
+        )
 
     def batch(self, tokenizer, rows: np.ndarray, text_len: int, question_segments: int) -> dict:
         """frames (B, S, H, W, 3); text (B, A, question_segments + 1, text_len); answer (B,)."""
@@ -238,5 +268,8 @@ class VideoQA(_Blankable):
             q = q.reshape(question_segments, text_len)  # one START, then the words run on
             a = encode(tokenizer, self.options[i], text_len)  # (A, L)
             text.append(np.concatenate([np.broadcast_to(q, (len(a), *q.shape)), a[:, None]], 1))
-        return {"frames": normalise(self.frames[rows]), "text": np.stack(text),
-                "answer": self.answers[rows]}
+        return {
+            "frames": normalise(self.frames[rows]),
+            "text": np.stack(text),
+            "answer": self.answers[rows],
+        }

@@ -31,7 +31,11 @@ class ModelConfig:
     image_size: tuple[int, int] = (64, 64)  # (H, W) pixels
     stem_width: int = 16
     stem_stride: int = 1
-    stages: tuple[tuple[int, int, int], ...] = ((16, 1, 2), (32, 1, 2), (64, 1, 2))  # width, blocks, stride
+    stages: tuple[tuple[int, int, int], ...] = (
+        (16, 1, 2),
+        (32, 1, 2),
+        (64, 1, 2),
+    )  # width, blocks, stride
     vit_width: int = 64
     vit_layers: int = 2
     vit_heads: int = 4
@@ -90,6 +94,7 @@ def shuffled_offset(cfg: ModelConfig) -> int:
 
 # --- building blocks ---------------------------------------------------------------------------
 
+
 class StdConv(nn.Conv):
     """Convolution with weight standardisation (BiT), which GroupNorm needs to train well."""
 
@@ -114,8 +119,9 @@ class ResBlock(nn.Module):
         y = nn.relu(nn.GroupNorm(groups, dtype=self.dtype)(x))
         shortcut = x
         if self.stride != 1 or x.shape[-1] != self.width:
-            shortcut = StdConv(self.width, (1, 1), self.stride, use_bias=False, dtype=self.dtype,
-                               name="proj")(y)
+            shortcut = StdConv(
+                self.width, (1, 1), self.stride, use_bias=False, dtype=self.dtype, name="proj"
+            )(y)
         y = StdConv(self.width, (3, 3), self.stride, use_bias=False, dtype=self.dtype)(y)
         y = nn.relu(nn.GroupNorm(groups, dtype=self.dtype)(y))
         y = StdConv(self.width, (3, 3), use_bias=False, dtype=self.dtype)(y)
@@ -174,7 +180,8 @@ class Transformer(nn.Module):
             x, probs = Block(self.heads, self.mlp_ratio, self.dtype, name=f"layer{i}")(x, mask)
             weights = valid[:, None, :, None].astype(jnp.float32)  # only real queries count
             received += (probs * weights).sum(axis=2).mean(axis=1) / jnp.maximum(
-                valid.sum(-1, keepdims=True), 1)
+                valid.sum(-1, keepdims=True), 1
+            )
         return nn.LayerNorm(dtype=self.dtype)(x), received
 
 
@@ -184,8 +191,9 @@ class ImageEncoder(nn.Module):
     @nn.compact
     def __call__(self, images):  # (N, H, W, 3), normalised pixels
         cfg, dtype = self.cfg, jnp.dtype(self.cfg.dtype)
-        x = StdConv(cfg.stem_width, (3, 3), cfg.stem_stride, use_bias=False, dtype=dtype,
-                    name="stem")(images.astype(dtype))
+        x = StdConv(
+            cfg.stem_width, (3, 3), cfg.stem_stride, use_bias=False, dtype=dtype, name="stem"
+        )(images.astype(dtype))
         for s, (width, blocks, stride) in enumerate(cfg.stages):
             for b in range(blocks):
                 x = ResBlock(width, stride if b == 0 else 1, dtype, name=f"stage{s}_{b}")(x)
@@ -197,21 +205,31 @@ class ImageEncoder(nn.Module):
         cls = jnp.broadcast_to(self.param("cls", nn.initializers.normal(0.02), (2, v)), (n, 2, v))
         tokens = jnp.concatenate([cls.astype(dtype), patches.astype(dtype)], axis=1)
         tokens, _ = Transformer(cfg.vit_layers, cfg.vit_heads, cfg.mlp_ratio, dtype, name="vit")(
-            tokens, jnp.ones(tokens.shape[:2], bool))
+            tokens, jnp.ones(tokens.shape[:2], bool)
+        )
         grid = tokens[:, 2:].reshape(n, gh, gw, v)
         pooled = nn.avg_pool(grid, (cfg.pool, cfg.pool), (cfg.pool, cfg.pool))
         pooled = pooled.reshape(n, -1, v)  # (N, P-1, V)
         joint = nn.Dense(cfg.hidden, dtype=dtype, name="to_joint")(
-            jnp.concatenate([tokens[:, :1], pooled], axis=1))  # (N, P, D): CLS[0] + patches
+            jnp.concatenate([tokens[:, :1], pooled], axis=1)
+        )  # (N, P, D): CLS[0] + patches
         return joint, tokens[:, 1]  # CLS[1]: (N, V), the contrastive target
 
 
 def mlp_head(features: int, hidden: int, dtype, name: str) -> nn.Module:
-    return nn.Sequential([nn.Dense(hidden, dtype=dtype), nn.gelu, nn.LayerNorm(dtype=dtype),
-                          nn.Dense(features, dtype=dtype)], name=name)
+    return nn.Sequential(
+        [
+            nn.Dense(hidden, dtype=dtype),
+            nn.gelu,
+            nn.LayerNorm(dtype=dtype),
+            nn.Dense(features, dtype=dtype),
+        ],
+        name=name,
+    )
 
 
 # --- the model -----------------------------------------------------------------------------------
+
 
 class Merlot(nn.Module):
     """Call its methods through ``model.apply(params, ..., method=...)``; ``init_all`` touches
@@ -223,11 +241,13 @@ class Merlot(nn.Module):
         cfg, dtype = self.cfg, jnp.dtype(self.cfg.dtype)
         self.images = ImageEncoder(cfg)
         self.embed = nn.Embed(cfg.vocab_size, cfg.hidden, name="embed")
-        self.text_pos = self.param("text_pos", nn.initializers.normal(0.02),
-                                   (cfg.max_segments * cfg.text_len, cfg.hidden))
+        self.text_pos = self.param(
+            "text_pos", nn.initializers.normal(0.02), (cfg.max_segments * cfg.text_len, cfg.hidden)
+        )
         self.frame_index = nn.Embed(2 * cfg.max_segments, cfg.hidden, name="frame_index")
-        self.grid_pos = self.param("grid_pos", nn.initializers.normal(0.02),
-                                   (cfg.frame_tokens, cfg.hidden))
+        self.grid_pos = self.param(
+            "grid_pos", nn.initializers.normal(0.02), (cfg.frame_tokens, cfg.hidden)
+        )
         self.encoder = Transformer(cfg.layers, cfg.heads, cfg.mlp_ratio, dtype)
         self.mlm_bias = self.param("mlm_bias", nn.initializers.zeros, (cfg.vocab_size,))
         self.text_proj = mlp_head(cfg.hidden, cfg.hidden, dtype, "text_proj")
@@ -264,7 +284,7 @@ class Merlot(nn.Module):
         x = jnp.concatenate([v.reshape(b, s * p, d), t], axis=1)
         valid = jnp.concatenate([jnp.ones((b, s * p), bool), t_valid], axis=1)
         h, _ = self.encoder(x, valid)
-        return h[:, : s * p].reshape(b, s, p, d), h[:, s * p:].reshape(*text.shape, d)
+        return h[:, : s * p].reshape(b, s, p, d), h[:, s * p :].reshape(*text.shape, d)
 
     def mlm_logits(self, text_states):  # (..., D) → (..., vocab): tied to the embedding
         return self.embed.attend(text_states) + self.mlm_bias
@@ -297,7 +317,9 @@ class Merlot(nn.Module):
 
 
 def _l2(x):
-    return x / jnp.linalg.norm(x.astype(jnp.float32), axis=-1, keepdims=True).astype(x.dtype).clip(1e-6)
+    return x / jnp.linalg.norm(x.astype(jnp.float32), axis=-1, keepdims=True).astype(x.dtype).clip(
+        1e-6
+    )
 
 
 def init_params(cfg: ModelConfig, rng: jax.Array, segments: int | None = None) -> dict:
@@ -309,5 +331,3 @@ def init_params(cfg: ModelConfig, rng: jax.Array, segments: int | None = None) -
 
 def count_params(params) -> int:
     return sum(x.size for x in jax.tree_util.tree_leaves(params))
-
-

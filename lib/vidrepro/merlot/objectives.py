@@ -34,6 +34,7 @@ class Objectives:
 
 # --- contrastive frame-transcript matching ---------------------------------------------------
 
+
 def contrastive_loss(text_emb, frame_emb, temperature: float):
     """Symmetric InfoNCE between every segment's text and its frame: (B, S, D) each, unit norm;
     all other segments in the batch (of this video and the others) are negatives."""
@@ -41,11 +42,14 @@ def contrastive_loss(text_emb, frame_emb, temperature: float):
     f = frame_emb.reshape(-1, frame_emb.shape[-1]).astype(jnp.float32)
     logits = t @ f.T / temperature  # (N, N)
     labels = jnp.arange(t.shape[0])
-    return 0.5 * (optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-                  + optax.softmax_cross_entropy_with_integer_labels(logits.T, labels).mean())
+    return 0.5 * (
+        optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        + optax.softmax_cross_entropy_with_integer_labels(logits.T, labels).mean()
+    )
 
 
 # --- attention-masked language modelling -----------------------------------------------------
+
 
 def choose_masked(rng, text, received, cfg: Objectives):
     """Positions to mask (B, S, L) bool: ``mask_rate`` of each example's ordinary tokens, a share
@@ -95,6 +99,7 @@ def mlm_loss(logits, text, masked):
 
 # --- temporal reordering -----------------------------------------------------------------------
 
+
 def shuffle_indices(rng, batch: int, segments: int, offset: int, cfg: Objectives):
     """Frame indices (B, S) and which frames lost theirs (B, S) bool. With ``shuffle_prob`` an
     example gets k of its frames' indices replaced by ``offset`` + distinct random slots: the
@@ -113,7 +118,9 @@ def shuffle_indices(rng, batch: int, segments: int, offset: int, cfg: Objectives
 
 def all_hidden_indices(rng, batch: int, segments: int, offset: int):
     """Every frame's index hidden (story ordering): ``offset`` + a random permutation."""
-    return (offset + jnp.argsort(jax.random.uniform(rng, (batch, segments)), axis=-1)).astype(jnp.int32)
+    return (offset + jnp.argsort(jax.random.uniform(rng, (batch, segments)), axis=-1)).astype(
+        jnp.int32
+    )
 
 
 def pair_labels(segments: int):
@@ -136,10 +143,13 @@ def temporal_loss(text_frame, frame_frame, text_frame_other, frame_frame_other, 
     tf_mask = jnp.broadcast_to(hidden[:, None, :], labels.shape)  # (B, S, S) frame j hidden
     ff_mask = (hidden[:, :, None] | hidden[:, None, :]) & off_diag
     ce = optax.softmax_cross_entropy_with_integer_labels
-    within = ((ce(text_frame.astype(jnp.float32), labels) * tf_mask).sum()
-              + (ce(frame_frame.astype(jnp.float32), labels) * ff_mask).sum())
+    within = (ce(text_frame.astype(jnp.float32), labels) * tf_mask).sum() + (
+        ce(frame_frame.astype(jnp.float32), labels) * ff_mask
+    ).sum()
     count = tf_mask.sum() + ff_mask.sum()
     other = jnp.full(text_frame_other.shape[:3], DIFFERENT)
-    across = (ce(text_frame_other.astype(jnp.float32), other).mean()
-              + ce(frame_frame_other.astype(jnp.float32), other).mean()) / 2
+    across = (
+        ce(text_frame_other.astype(jnp.float32), other).mean()
+        + ce(frame_frame_other.astype(jnp.float32), other).mean()
+    ) / 2
     return within / jnp.maximum(count, 1) + across

@@ -16,16 +16,22 @@ class Data(Params):
     pretrain_root: str = ""
     stories_root: str = ""
     qa_root: str = ""
-    tokenizer: str = Field("", description="empty: a word-level vocabulary built from the data "
-                           "(tiny scale); else a local tokenizer.json file or saved tokenizer "
-                           "folder, relative to $VIDREPRO_DATA or absolute (full scale: "
-                           "RoBERTa's BPE, as the paper), renumbered so the model's special "
-                           "ids (pad 0, mask 3, start 4) come first")
+    tokenizer: str = Field(
+        "",
+        description="empty: a word-level vocabulary built from the data "
+        "(tiny scale); else a local tokenizer.json file or saved tokenizer "
+        "folder, relative to $VIDREPRO_DATA or absolute (full scale: "
+        "RoBERTa's BPE, as the paper), renumbered so the model's special "
+        "ids (pad 0, mask 3, start 4) come first",
+    )
     data_seed: int = 0
     data_size: Literal["tiny", "small"] = "tiny"
-    image_size: int | list[int] = Field(64, description="frame size in pixels: one int for "
-                                        "square frames, or [height, width] (the paper: "
-                                        "[192, 352])")
+    image_size: int | list[int] = Field(
+        64,
+        description="frame size in pixels: one int for "
+        "square frames, or [height, width] (the paper: "
+        "[192, 352])",
+    )
     seed: int = 0
 
     @field_validator("image_size")
@@ -56,8 +62,9 @@ class Optim(Params):
 class PretrainParams(Data, Optim):
     model: str = Field("tiny", description="a config in vidrepro/merlot/configs/")
     precision: Literal["fp32", "bf16"] = "fp32"
-    segments: int = Field(5, ge=2, description="segments per example (the paper: 4; stories "
-                                                "have 5)")
+    segments: int = Field(
+        5, ge=2, description="segments per example (the paper: 4; stories have 5)"
+    )
     contrastive_weight: float = Field(0.25, ge=0)
     mlm_weight: float = Field(1.0, ge=0)
     temporal_weight: float = Field(1.0, ge=0)
@@ -68,8 +75,10 @@ class PretrainParams(Data, Optim):
 
 
 class StoryParams(Data):
-    checkpoint: str = Field(description="a pretrained model folder, or a config name (random "
-                                        "weights: what ordering looks like untrained)")
+    checkpoint: str = Field(
+        description="a pretrained model folder, or a config name (random "
+        "weights: what ordering looks like untrained)"
+    )
     method: Literal["merlot", "contrastive", "random"] = "merlot"
     split: Literal["val", "test"] = "test"
     assignments: int = Field(2, ge=1, description="random index assignments averaged")
@@ -77,14 +86,20 @@ class StoryParams(Data):
 
 
 class FinetuneParams(Data, Optim):
-    init: str = Field(description="a pretrained model folder, or a config name to start from "
-                                  "random weights (the scratch row)")
+    init: str = Field(
+        description="a pretrained model folder, or a config name to start from "
+        "random weights (the scratch row)"
+    )
     segments: int = Field(5, gt=0, description="frames per QA video (one per step)")
     segment_seconds: float = Field(2.0, gt=0)
-    question_segments: int = Field(2, gt=0, description="text segments (the config's text_len "
-                                                       "tokens each) the question fills")
+    question_segments: int = Field(
+        2, gt=0, description="text segments (the config's text_len tokens each) the question fills"
+    )
     eval_every: int = Field(50, gt=0)
 
 
-NOTEBOOKS = {"01_pretrain": PretrainParams, "02_story_ordering": StoryParams,
-             "03_finetune_qa": FinetuneParams}
+NOTEBOOKS = {
+    "01_pretrain": PretrainParams,
+    "02_story_ordering": StoryParams,
+    "03_finetune_qa": FinetuneParams,
+}

@@ -37,8 +37,10 @@ CONFIG, PARAMS, HISTORY = "config.json", "params.msgpack", "history.json"
 
 
 def roots(p: Data) -> dict[str, Path]:
-    return {kind: locate(kind, getattr(p, f"{kind}_root"), p.data_seed, p.data_size)
-            for kind in ("pretrain", "stories", "qa")}
+    return {
+        kind: locate(kind, getattr(p, f"{kind}_root"), p.data_seed, p.data_size)
+        for kind in ("pretrain", "stories", "qa")
+    }
 
 
 def tokenizer_for(p: Data):
@@ -48,9 +50,11 @@ def tokenizer_for(p: Data):
     Every run on the same data, pretrained or from scratch, gets the same word ids."""
     if p.tokenizer:
         return local_tokenizer(p.tokenizer)
-    transcripts = [s.text for video in merlot_format.read_segments(roots(p)["pretrain"],
-                                                                   check_videos=False)
-                   for s in video.segments]
+    transcripts = [
+        s.text
+        for video in merlot_format.read_segments(roots(p)["pretrain"], check_videos=False)
+        for s in video.segments
+    ]
     qa = [t for texts in VideoQA.texts_of(roots(p)["qa"], "train") for t in texts]
     return build_tokenizer(transcripts + qa)
 
@@ -60,29 +64,36 @@ def local_tokenizer(given: str):
     full-scale params file is the usual cause."""
     path = data_path(given)
     if not path.exists():
-        raise FileNotFoundError(f"tokenizer: {path} does not exist (a tokenizer.json file or a "
-                                "saved tokenizer folder, relative to $VIDREPRO_DATA or absolute)")
+        raise FileNotFoundError(
+            f"tokenizer: {path} does not exist (a tokenizer.json file or a "
+            "saved tokenizer folder, relative to $VIDREPRO_DATA or absolute)"
+        )
     try:
         return load_tokenizer(path)
     except Exception as e:  # tokenizers reports a malformed file as a bare Exception
-        raise ValueError(f"tokenizer: {path} is not a usable tokenizer.json file or saved "
-                         f"tokenizer folder: {e}") from e
+        raise ValueError(
+            f"tokenizer: {path} is not a usable tokenizer.json file or saved tokenizer folder: {e}"
+        ) from e
 
 
 def new_model(name: str, tokenizer, hw: tuple[int, int], precision: str = "fp32", seed: int = 0):
     """A config (vocabulary sized to the tokenizer) and freshly initialised parameters."""
     base = ModelConfig.named(name)
-    cfg = replace(base, vocab_size=-(-len(tokenizer) // 64) * 64,
-                  image_size=hw,
-                  dtype="bfloat16" if precision == "bf16" else base.dtype)
+    cfg = replace(
+        base,
+        vocab_size=-(-len(tokenizer) // 64) * 64,
+        image_size=hw,
+        dtype="bfloat16" if precision == "bf16" else base.dtype,
+    )
     return cfg, jax.jit(partial(init_params, cfg))(jax.random.key(seed))
 
 
 def save(folder: Path, cfg: ModelConfig, params, tokenizer, history: train.History) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CONFIG).write_text(cfg.to_json())
-    (folder / PARAMS).write_bytes(serialization.msgpack_serialize(
-        jax.tree_util.tree_map(np.asarray, jax.device_get(params))))
+    (folder / PARAMS).write_bytes(
+        serialization.msgpack_serialize(jax.tree_util.tree_map(np.asarray, jax.device_get(params)))
+    )
     tokenizer.save_pretrained(folder)
     (folder / HISTORY).write_text(json.dumps({"steps": history.steps, "values": history.values}))
     return folder
@@ -117,11 +128,17 @@ def history(folder: str | Path) -> dict[str, list[float]]:
 
 # --- stages ----------------------------------------------------------------------------------
 
+
 def objectives(p: PretrainParams) -> O.Objectives:
-    return O.Objectives(contrastive=p.contrastive_weight, mlm=p.mlm_weight,
-                        temporal=p.temporal_weight, temperature=p.temperature,
-                        mask_rate=p.mask_rate, shuffle_prob=p.shuffle_prob,
-                        shuffle_counts=tuple(p.shuffle_counts))
+    return O.Objectives(
+        contrastive=p.contrastive_weight,
+        mlm=p.mlm_weight,
+        temporal=p.temporal_weight,
+        temperature=p.temperature,
+        mask_rate=p.mask_rate,
+        shuffle_prob=p.shuffle_prob,
+        shuffle_counts=tuple(p.shuffle_counts),
+    )
 
 
 def optim(p) -> train.OptimConfig:
@@ -135,9 +152,18 @@ def pretrain(p: PretrainParams, data: Pretraining, checkpoint: Path | None):
     tx = train.optimizer(optim(p))
     loss = partial(train.pretrain_losses, cfg=cfg, obj=objectives(p))
     batches = partial(_pretrain_batch, data, tokenizer, p, cfg.text_len)
-    state, hist = train.fit(train.create_state(params, tx), loss, tx, batches, p.steps,
-                            seed=p.seed, checkpoint=checkpoint, fsdp=p.fsdp,
-                            checkpoint_every=p.checkpoint_every, desc="pretrain")
+    state, hist = train.fit(
+        train.create_state(params, tx),
+        loss,
+        tx,
+        batches,
+        p.steps,
+        seed=p.seed,
+        checkpoint=checkpoint,
+        fsdp=p.fsdp,
+        checkpoint_every=p.checkpoint_every,
+        desc="pretrain",
+    )
     return cfg, state.params, tokenizer, hist
 
 
@@ -148,8 +174,10 @@ def retrieval(model, data: Pretraining, stories: Stories, limit: int = 100) -> d
     cfg, params, tokenizer = model
     seen = data.firsts[:limit]
     out = {}
-    for name, frames, texts in (("seen", data.frames[seen], [data.texts[i] for i in seen]),
-                                ("unseen", stories.frames[:limit], stories.texts[:limit])):
+    for name, frames, texts in (
+        ("seen", data.frames[seen], [data.texts[i] for i in seen]),
+        ("unseen", stories.frames[:limit], stories.texts[:limit]),
+    ):
         text = np.stack([encode(tokenizer, t, cfg.text_len) for t in texts])
         out[f"recall_{name}"] = story.recall_at_1(params, normalise(frames), text, cfg)
         out[f"chance_{name}"] = 1 / text.shape[0] / text.shape[1]
@@ -183,8 +211,9 @@ def order_stories(p: StoryParams, stories: Stories, model=None) -> np.ndarray:
 _qa_logits = jax.jit(train.qa_logits, static_argnames=("cfg",))
 
 
-def qa_predictions(params, cfg: ModelConfig, tokenizer, qa: VideoQA, question_segments: int,
-                   batch_size: int = 32) -> np.ndarray:
+def qa_predictions(
+    params, cfg: ModelConfig, tokenizer, qa: VideoQA, question_segments: int, batch_size: int = 32
+) -> np.ndarray:
     """The chosen answer (N,) of every question."""
     out = []
     for start in range(0, len(qa.answers), batch_size):
@@ -194,8 +223,7 @@ def qa_predictions(params, cfg: ModelConfig, tokenizer, qa: VideoQA, question_se
     return np.concatenate(out)
 
 
-def qa_accuracy(params, cfg: ModelConfig, tokenizer, qa: VideoQA, question_segments: int
-                ) -> float:
+def qa_accuracy(params, cfg: ModelConfig, tokenizer, qa: VideoQA, question_segments: int) -> float:
     chosen = qa_predictions(params, cfg, tokenizer, qa, question_segments)
     return float((chosen == qa.answers).mean())
 
@@ -207,12 +235,16 @@ def qa_items(qa: VideoQA, chosen: np.ndarray, blanked_chosen: np.ndarray) -> lis
     if qa.ids is None:
         raise ValueError("per-question scores need the questions' ids (VideoQA.load sets them)")
     if not len(chosen) == len(blanked_chosen) == len(qa.answers) == len(qa.ids):
-        raise ValueError(f"{len(qa.answers)} questions but {len(chosen)} and "
-                         f"{len(blanked_chosen)} chosen answers")
+        raise ValueError(
+            f"{len(qa.answers)} questions but {len(chosen)} and "
+            f"{len(blanked_chosen)} chosen answers"
+        )
     right = np.asarray(chosen) == qa.answers
     right_blind = np.asarray(blanked_chosen) == qa.answers
-    return [{"item": qid, "accuracy": float(a), "blanked_accuracy": float(b)}
-            for qid, a, b in zip(qa.ids, right, right_blind)]
+    return [
+        {"item": qid, "accuracy": float(a), "blanked_accuracy": float(b)}
+        for qid, a, b in zip(qa.ids, right, right_blind)
+    ]
 
 
 def finetune_qa(p: FinetuneParams, checkpoint: Path | None):
@@ -224,12 +256,21 @@ def finetune_qa(p: FinetuneParams, checkpoint: Path | None):
     cfg, params, tokenizer = load_or_new(p.init, p)
     tx = train.optimizer(optim(p))
     state, hist = train.fit(
-        train.create_state(params, tx), partial(train.qa_losses, cfg=cfg), tx,
-        partial(_qa_batch, train_qa, tokenizer, p, cfg.text_len), p.steps, seed=p.seed, checkpoint=checkpoint,
-        checkpoint_every=p.checkpoint_every, fsdp=p.fsdp, desc="finetune QA",
-        evaluate=lambda params: {"accuracy": qa_accuracy(params, cfg, tokenizer, val_qa,
-                                                         p.question_segments)},
-        eval_every=p.eval_every)
+        train.create_state(params, tx),
+        partial(train.qa_losses, cfg=cfg),
+        tx,
+        partial(_qa_batch, train_qa, tokenizer, p, cfg.text_len),
+        p.steps,
+        seed=p.seed,
+        checkpoint=checkpoint,
+        checkpoint_every=p.checkpoint_every,
+        fsdp=p.fsdp,
+        desc="finetune QA",
+        evaluate=lambda params: {
+            "accuracy": qa_accuracy(params, cfg, tokenizer, val_qa, p.question_segments)
+        },
+        eval_every=p.eval_every,
+    )
     return cfg, state.params, tokenizer, hist
 
 

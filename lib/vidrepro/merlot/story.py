@@ -30,13 +30,15 @@ def pair_logprobs(params, frames, text, rng, cfg: ModelConfig):
     tokens, _ = model.apply({"params": params}, frames, method=Merlot.encode_frames)
     index = O.all_hidden_indices(rng, b, s, shuffled_offset(cfg))
     v, t = model.apply({"params": params}, tokens, index, text, method=Merlot.joint)
-    logits = model.apply({"params": params}, t[:, :, 0], v[:, :, 0], "text_frame",
-                         method=Merlot.pairs)  # (B, S, S, 4)
-    return jax.nn.log_softmax(logits[..., O.SAME:].astype(jnp.float32), axis=-1)
+    logits = model.apply(
+        {"params": params}, t[:, :, 0], v[:, :, 0], "text_frame", method=Merlot.pairs
+    )  # (B, S, S, 4)
+    return jax.nn.log_softmax(logits[..., O.SAME :].astype(jnp.float32), axis=-1)
 
 
-def merlot_orders(params, frames, text, cfg: ModelConfig, seed: int = 0,
-                  assignments: int = 2) -> np.ndarray:
+def merlot_orders(
+    params, frames, text, cfg: ModelConfig, seed: int = 0, assignments: int = 2
+) -> np.ndarray:
     """Predicted order (B, S): image ids in the predicted story order."""
     keys = jax.random.split(jax.random.key(seed), assignments)
     logp = sum(pair_logprobs(params, frames, text, k, cfg) for k in keys) / assignments
@@ -62,8 +64,10 @@ def recall_at_1(params, frames, text, cfg: ModelConfig, batch_size: int = 32) ->
     """Caption-to-image retrieval among all B*S images of the pool: the fraction of captions
     whose own image is the most similar (chance 1/(B*S)). On images the model never saw it
     says whether the contrastive objective learned to see, or learned its training set."""
-    parts = [embeddings(params, frames[i:i + batch_size], text[i:i + batch_size], cfg)
-             for i in range(0, len(frames), batch_size)]
+    parts = [
+        embeddings(params, frames[i : i + batch_size], text[i : i + batch_size], cfg)
+        for i in range(0, len(frames), batch_size)
+    ]
     t, f = (np.concatenate(side).reshape(-1, side[0].shape[-1]) for side in zip(*parts))
     return float(((t @ f.T).argmax(1) == np.arange(len(t))).mean())
 
@@ -92,13 +96,20 @@ def score_items(stories, orders: np.ndarray, blanked_orders: np.ndarray) -> list
     ``blanked_orders``, the same stories with black images); each column's mean is what
     ``score`` gives for those orders."""
     if len(orders) != len(stories.ids) or len(blanked_orders) != len(stories.ids):
-        raise ValueError(f"{len(stories.ids)} stories but {len(orders)} orders and "
-                         f"{len(blanked_orders)} blanked orders")
+        raise ValueError(
+            f"{len(stories.ids)} stories but {len(orders)} orders and "
+            f"{len(blanked_orders)} blanked orders"
+        )
     seen = ordering.ordering_metrics_per_story(ordering.positions_from_order(orders))
     blind = ordering.ordering_metrics_per_story(ordering.positions_from_order(blanked_orders))
-    return [{"item": str(story_id), **{k: float(v[i]) for k, v in seen.items()},
-             "blanked_spearman": float(blind["spearman"][i])}
-            for i, story_id in enumerate(stories.ids)]
+    return [
+        {
+            "item": str(story_id),
+            **{k: float(v[i]) for k, v in seen.items()},
+            "blanked_spearman": float(blind["spearman"][i]),
+        }
+        for i, story_id in enumerate(stories.ids)
+    ]
 
 
 def position_confusion(orders: np.ndarray) -> np.ndarray:
@@ -114,5 +125,7 @@ def shown_in_order(stories, orders: np.ndarray, i: int) -> tuple[np.ndarray, lis
     """Story ``i``'s images in the predicted order, each titled with its true step and the
     caption of the step it was put at: (S, H, W, 3), titles."""
     order = orders[i]
-    titles = [f"step {k + 1}: true {j + 1}\n{stories.texts[i][k][:28]}" for k, j in enumerate(order)]
+    titles = [
+        f"step {k + 1}: true {j + 1}\n{stories.texts[i][k][:28]}" for k, j in enumerate(order)
+    ]
     return stories.frames[i][order], titles

@@ -42,12 +42,18 @@ class OptimConfig:
 def optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
     """AdamW with linear warmup then linear decay to 0; no decay on biases, norms, and the
     other 1-D parameters."""
-    schedule = optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, max(cfg.warmup, 1)),
-                                     optax.linear_schedule(cfg.lr, 0.0, max(cfg.steps - cfg.warmup, 1))],
-                                    [max(cfg.warmup, 1)])
+    schedule = optax.join_schedules(
+        [
+            optax.linear_schedule(0.0, cfg.lr, max(cfg.warmup, 1)),
+            optax.linear_schedule(cfg.lr, 0.0, max(cfg.steps - cfg.warmup, 1)),
+        ],
+        [max(cfg.warmup, 1)],
+    )
     decay = partial(jax.tree_util.tree_map, lambda p: p.ndim > 1)
-    return optax.chain(optax.clip_by_global_norm(cfg.clip),
-                       optax.adamw(schedule, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=decay))
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.clip),
+        optax.adamw(schedule, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=decay),
+    )
 
 
 class TrainState(struct.PyTreeNode):
@@ -61,6 +67,7 @@ def create_state(params: dict, tx: optax.GradientTransformation) -> TrainState:
 
 
 # --- the pretraining losses --------------------------------------------------------------------
+
 
 def pretrain_losses(params, batch, rng, cfg: ModelConfig, obj: O.Objectives):
     """(weighted total, {loss name: value}) for one batch: frames (B, S, H, W, 3) float,
@@ -81,8 +88,11 @@ def pretrain_losses(params, batch, rng, cfg: ModelConfig, obj: O.Objectives):
         t_emb, f_emb = call(Merlot.contrastive, text_states[:, :, 0], cls)
         losses["contrastive"] = O.contrastive_loss(t_emb, f_emb, obj.temperature)
     if obj.mlm or obj.temporal:
-        masked = (O.choose_masked(k_mask, text, jax.lax.stop_gradient(received), obj)
-                  if obj.mlm else jnp.zeros(text.shape, bool))
+        masked = (
+            O.choose_masked(k_mask, text, jax.lax.stop_gradient(received), obj)
+            if obj.mlm
+            else jnp.zeros(text.shape, bool)
+        )
         inputs = O.corrupt(k_corrupt, text, masked, cfg.vocab_size)
         if obj.temporal:
             index, hidden = O.shuffle_indices(k_shuffle, b, s, shuffled_offset(cfg), obj)
@@ -98,7 +108,9 @@ def pretrain_losses(params, batch, rng, cfg: ModelConfig, obj: O.Objectives):
                 call(Merlot.pairs, start, frame, "text_frame"),
                 call(Merlot.pairs, frame, frame, "frame_frame"),
                 call(Merlot.pairs, start, other, "text_frame"),
-                call(Merlot.pairs, frame, other, "frame_frame"), hidden)
+                call(Merlot.pairs, frame, other, "frame_frame"),
+                hidden,
+            )
     weights = {"contrastive": obj.contrastive, "mlm": obj.mlm, "temporal": obj.temporal}
     total = sum(weights[k] * v for k, v in losses.items())
     return total, losses
@@ -123,13 +135,15 @@ def qa_logits(params, batch, cfg: ModelConfig):
     tokens, _ = model.apply({"params": params}, frames, method=Merlot.encode_frames)
     tokens = jnp.repeat(tokens, a, axis=0)  # (B*A, S, P, D): the frames once per answer
     index = jnp.broadcast_to(jnp.arange(s), (b * a, s))
-    _, t = model.apply({"params": params}, tokens, index, text.reshape(b * a, *text.shape[2:]),
-                       method=Merlot.joint)  # t (B*A, S', L, D)
+    _, t = model.apply(
+        {"params": params}, tokens, index, text.reshape(b * a, *text.shape[2:]), method=Merlot.joint
+    )  # t (B*A, S', L, D)
     scores = model.apply({"params": params}, t[:, -1, 0], method=Merlot.qa_score)  # answer START
     return scores.reshape(b, a).astype(jnp.float32)
 
 
 # --- devices -------------------------------------------------------------------------------------
+
 
 def make_mesh(devices: list | None = None) -> Mesh:
     return Mesh(np.array(devices or jax.devices()), ("data",))
@@ -162,15 +176,15 @@ def shard_batch(mesh: Mesh, batch: dict) -> dict:
     def local(x):
         x = np.asarray(x)
         rows = x.shape[0] // hosts
-        return x[host * rows: (host + 1) * rows]
+        return x[host * rows : (host + 1) * rows]
 
-    return {k: jax.make_array_from_process_local_data(sharding, local(v))
-            for k, v in batch.items()}
+    return {k: jax.make_array_from_process_local_data(sharding, local(v)) for k, v in batch.items()}
 
 
 def make_step(loss_fn: Callable, tx: optax.GradientTransformation, mesh: Mesh, state_sharding):
     """The jitted update: loss, gradients (averaged over the global batch by construction),
     optimizer step. The state is donated, so its memory is reused."""
+
     def step(state: TrainState, batch: dict, rng):
         rng = jax.random.fold_in(rng, state.step)
         (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
@@ -180,8 +194,12 @@ def make_step(loss_fn: Callable, tx: optax.GradientTransformation, mesh: Mesh, s
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     batch_sharding = NamedSharding(mesh, P("data"))
-    return jax.jit(step, in_shardings=(state_sharding, batch_sharding, None),
-                   out_shardings=(state_sharding, None), donate_argnums=0)
+    return jax.jit(
+        step,
+        in_shardings=(state_sharding, batch_sharding, None),
+        out_shardings=(state_sharding, None),
+        donate_argnums=0,
+    )
 
 
 _STEPS: dict = {}
@@ -215,9 +233,10 @@ class History:
 def save_checkpoint(folder: Path, state: TrainState, history: History) -> None:
     """Atomic: the state, then the history, which marks a complete checkpoint."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, data in ((STATE_FILE, serialization.to_bytes(jax.device_get(state))),
-                       (HISTORY_FILE, json.dumps({"steps": history.steps,
-                                                  "values": history.values}).encode())):
+    for name, data in (
+        (STATE_FILE, serialization.to_bytes(jax.device_get(state))),
+        (HISTORY_FILE, json.dumps({"steps": history.steps, "values": history.values}).encode()),
+    ):
         tmp = folder / (name + ".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, folder / name)
@@ -229,12 +248,22 @@ def load_checkpoint(folder: Path, template: TrainState) -> tuple[TrainState, His
     return state, History(meta["steps"], meta["values"])
 
 
-def fit(state: TrainState, loss_fn: Callable, tx: optax.GradientTransformation,
-        batch_fn: Callable[[int], dict], steps: int, *, seed: int = 0,
-        checkpoint: Path | None = None, checkpoint_every: int = 100, mesh: Mesh | None = None,
-        fsdp: bool = False, desc: str = "train",
-        evaluate: Callable[[dict], dict] | None = None, eval_every: int = 0
-        ) -> tuple[TrainState, History]:
+def fit(
+    state: TrainState,
+    loss_fn: Callable,
+    tx: optax.GradientTransformation,
+    batch_fn: Callable[[int], dict],
+    steps: int,
+    *,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+    checkpoint_every: int = 100,
+    mesh: Mesh | None = None,
+    fsdp: bool = False,
+    desc: str = "train",
+    evaluate: Callable[[dict], dict] | None = None,
+    eval_every: int = 0,
+) -> tuple[TrainState, History]:
     """``steps`` updates of ``loss_fn(params, batch_fn(step), rng)``, resuming from
     ``checkpoint`` when it holds one; batches and randomness depend only on the step number,
     so a resumed run ends where an uninterrupted one would. ``evaluate(params)`` runs every
@@ -247,12 +276,12 @@ def fit(state: TrainState, loss_fn: Callable, tx: optax.GradientTransformation,
     shardings = param_sharding(mesh, state, fsdp)
     # A copy: the step donates its input, which must not delete the caller's arrays.
     state = jax.device_put(jax.tree_util.tree_map(jnp.copy, state), shardings)
-    step_fn = _cached_step(loss_fn, tx, mesh, fsdp, jax.tree_util.tree_structure(state),
-                           shardings)
+    step_fn = _cached_step(loss_fn, tx, mesh, fsdp, jax.tree_util.tree_structure(state), shardings)
     rng = jax.random.key(seed)
     start = int(state.step)
-    bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps,
-               disable=jax.process_index() != 0)
+    bar = tqdm(
+        range(start, steps), desc=desc, initial=start, total=steps, disable=jax.process_index() != 0
+    )
     for step in bar:
         state, metrics = step_fn(state, shard_batch(mesh, batch_fn(step)), rng)
         metrics = jax.device_get(metrics)

@@ -98,8 +98,7 @@ def score_captions(
     if "CIDEr" in metrics:
         corpus["CIDEr"], per_item["CIDEr"] = Cider().compute_score(gts_tok, res_tok)
     names = [m for m in METRICS if m in metrics]
-    items = {k: {item_name(m): float(per_item[m][i]) for m in names}
-             for i, k in enumerate(gts_tok)}
+    items = {k: {item_name(m): float(per_item[m][i]) for m in names} for i, k in enumerate(gts_tok)}
     return {m: float(corpus[m]) for m in names}, items
 
 

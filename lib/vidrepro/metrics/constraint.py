@@ -73,13 +73,15 @@ def _check(tensors: tuple[Tensor, ...], min_length: int, what: str) -> int:
     """Same shapes, at least one dim, and enough frames; returns T."""
     shape = tensors[0].shape
     if any(t.shape != shape for t in tensors):
-        raise ValueError(f"{what}: inputs must have the same shape, got "
-                         f"{[tuple(t.shape) for t in tensors]}")
+        raise ValueError(
+            f"{what}: inputs must have the same shape, got {[tuple(t.shape) for t in tensors]}"
+        )
     if len(shape) == 0:
         raise ValueError(f"{what}: inputs need a frame dimension, got a scalar")
     if shape[-1] < min_length:
-        raise ValueError(f"{what} needs at least {min_length} frames, got a video of length "
-                         f"{shape[-1]}")
+        raise ValueError(
+            f"{what} needs at least {min_length} frames, got a video of length {shape[-1]}"
+        )
     return shape[-1]
 
 
@@ -234,10 +236,12 @@ def _triple_scores(li: Tensor, la: Tensor, le: Tensor, s1: slice, width: int) ->
     """
     t = torch.arange(li.shape[-1], device=li.device)  # (T,)
     first = t[s1, None]  # (S, 1)
-    pairs = torch.where((t[:, None] < t) & (t - t[:, None] <= width),
-                        la[:, :, None] + le[:, None, :], _NEG_INF)  # (B, T, T): [b, a, s2]
-    starts = torch.where((first < t) & (t - first <= width),
-                         li[:, s1, None], _NEG_INF)  # (B, S, T): [b, s1, a]
+    pairs = torch.where(
+        (t[:, None] < t) & (t - t[:, None] <= width), la[:, :, None] + le[:, None, :], _NEG_INF
+    )  # (B, T, T): [b, a, s2]
+    starts = torch.where(
+        (first < t) & (t - first <= width), li[:, s1, None], _NEG_INF
+    )  # (B, S, T): [b, s1, a]
     return starts[:, :, :, None] + pairs[:, None]  # (B, S, T, T)
 
 

@@ -205,8 +205,9 @@ def score_videos(
     rng = random.Random(seed)
     needed = any(units for by_video in pairs.values() for units in by_video.values())
     out: dict[float, dict[Hashable, dict[str, float]]] = {}
-    with (contextlib.nullcontext(meteor) if meteor is not None or not needed
-          else meteor_process()) as scorer:
+    with (
+        contextlib.nullcontext(meteor) if meteor is not None or not needed else meteor_process()
+    ) as scorer:
         for t in thresholds:
             out[t] = {}
             for v in videos:
@@ -216,7 +217,9 @@ def score_videos(
     return out
 
 
-def summarize(per_video: Mapping[float, Mapping[Hashable, Mapping[str, float]]]) -> dict[str, float]:
+def summarize(
+    per_video: Mapping[float, Mapping[Hashable, Mapping[str, float]]],
+) -> dict[str, float]:
     """Mean over videos per threshold (``name@tiou``), then over thresholds (bare ``name``)."""
     if not per_video or not all(per_video.values()):
         raise ValueError("summarize needs at least one threshold and one video")
@@ -307,18 +310,14 @@ def check_predictions(
 ) -> dict[Hashable, list[Proposal]]:
     """Validated predictions, the first ``max_proposals`` of each video kept (as the original)."""
     if not isinstance(predictions, Mapping):
-        raise TypeError(
-            f"predictions must be a dict of videos, got {type(predictions).__name__}"
-        )
+        raise TypeError(f"predictions must be a dict of videos, got {type(predictions).__name__}")
     if max_proposals is not None and max_proposals < 1:
         raise ValueError(f"max_proposals must be >= 1 or None, got {max_proposals}")
     out: dict[Hashable, list[Proposal]] = {}
     for vid, props in predictions.items():
         if isinstance(props, (str, Mapping)) or not isinstance(props, Sequence):
             raise TypeError(f"predictions of video {vid!r} must be a list of dicts")
-        out[vid] = [
-            _check_proposal(vid, i, p) for i, p in enumerate(props[:max_proposals])
-        ]
+        out[vid] = [_check_proposal(vid, i, p) for i, p in enumerate(props[:max_proposals])]
     return out
 
 
@@ -332,23 +331,15 @@ def _check_annotation(vid: Hashable, ann: Any, set_index: int) -> Annotation:
     stamps, sents = ann["timestamps"], ann["sentences"]
     for key, value in (("timestamps", stamps), ("sentences", sents)):
         if isinstance(value, (str, Mapping)) or not isinstance(value, Sequence):
-            raise TypeError(
-                f"{where}: {key!r} must be a list, got {type(value).__name__}"
-            )
+            raise TypeError(f"{where}: {key!r} must be a list, got {type(value).__name__}")
     if len(stamps) != len(sents):
-        raise ValueError(
-            f"{where}: {len(stamps)} 'timestamps' but {len(sents)} 'sentences'"
-        )
+        raise ValueError(f"{where}: {len(stamps)} 'timestamps' but {len(sents)} 'sentences'")
     if not stamps:
         raise ValueError(f"{where}: no segments (recall would divide by zero)")
-    segments = tuple(
-        _check_segment(f"{where}, timestamps[{i}]", s) for i, s in enumerate(stamps)
-    )
+    segments = tuple(_check_segment(f"{where}, timestamps[{i}]", s) for i, s in enumerate(stamps))
     for i, s in enumerate(sents):
         if not isinstance(s, str):
-            raise TypeError(
-                f"{where}: sentences[{i}] must be str, got {type(s).__name__}"
-            )
+            raise TypeError(f"{where}: sentences[{i}] must be str, got {type(s).__name__}")
     return Annotation(segments, tuple(sents))
 
 
@@ -360,12 +351,8 @@ def _check_proposal(vid: Hashable, i: int, prop: Any) -> Proposal:
         if key not in prop:
             raise ValueError(f"{where}: missing key {key!r}")
     if not isinstance(prop["sentence"], str):
-        raise TypeError(
-            f"{where}: 'sentence' must be str, got {type(prop['sentence']).__name__}"
-        )
-    return Proposal(
-        _check_segment(f"{where}, 'timestamp'", prop["timestamp"]), prop["sentence"]
-    )
+        raise TypeError(f"{where}: 'sentence' must be str, got {type(prop['sentence']).__name__}")
+    return Proposal(_check_segment(f"{where}, 'timestamp'", prop["timestamp"]), prop["sentence"])
 
 
 def _check_segment(where: str, seg: Any) -> Segment:
@@ -503,9 +490,7 @@ def _tokenized(
 
 def _garbage(rng: random.Random) -> str:
     """The original's garbage reference: 10-20 random lowercase letters, here seeded."""
-    return "".join(
-        rng.choice(string.ascii_lowercase) for _ in range(rng.randint(10, 20))
-    )
+    return "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(10, 20)))
 
 
 def _unit_texts(

@@ -129,8 +129,7 @@ def _distance_rows(p: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.abs(p - t).mean(axis=1)
 
 
-_ROWS = {"spearman": _spearman_rows, "pairwise_acc": _pairwise_acc_rows,
-         "distance": _distance_rows}
+_ROWS = {"spearman": _spearman_rows, "pairwise_acc": _pairwise_acc_rows, "distance": _distance_rows}
 
 
 def _spearman(p: np.ndarray, t: np.ndarray) -> float:
@@ -177,8 +176,9 @@ def ordering_metrics(pred: ArrayLike, true: ArrayLike | None = None) -> dict[str
     }
 
 
-def ordering_metrics_per_story(pred: ArrayLike, true: ArrayLike | None = None
-                               ) -> dict[str, np.ndarray]:
+def ordering_metrics_per_story(
+    pred: ArrayLike, true: ArrayLike | None = None
+) -> dict[str, np.ndarray]:
     """The metrics of ``ordering_metrics`` per story, each (B,) float64; their means are
     ``ordering_metrics``' values (per-item scores for paired comparisons of two models)."""
     p, t = _pred_true(pred, true)
@@ -243,4 +243,3 @@ def best_order(pair_logp: ArrayLike) -> np.ndarray:
     scores = score_permutations(pair_logp)  # (B, P)
     n = np.asarray(pair_logp).shape[1]
     return all_permutations(n)[scores.argmax(axis=1)].astype(np.int64)  # (B, n)
-

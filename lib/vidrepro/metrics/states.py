@@ -118,9 +118,14 @@ class StateScores:
         weights average 1 (all 1 when the categories are equally large), so the weighted mean
         of each metric is the summary's mean over categories of per-category means."""
         total, n_categories = len(self.rows), len(self.num_videos)
-        return [{"item": f"{r['category']}/{r['video']}",
-                 "weight": total / (n_categories * self.num_videos[r["category"]]),
-                 **{k: float(r[k]) for k in METRICS}} for r in self.rows]
+        return [
+            {
+                "item": f"{r['category']}/{r['video']}",
+                "weight": total / (n_categories * self.num_videos[r["category"]]),
+                **{k: float(r[k]) for k in METRICS},
+            }
+            for r in self.rows
+        ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,8 +150,9 @@ def _labels(x: ArrayOrTensor, video: str) -> np.ndarray:
     arr = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
     if arr.ndim != 1:
         raise ValueError(f"{video}: labels must be 1-D (T',), got shape {arr.shape}")
-    if arr.size and (not np.issubdtype(arr.dtype, np.integer)
-                     or arr.min() < BACKGROUND or arr.max() > END_STATE):
+    if arr.size and (
+        not np.issubdtype(arr.dtype, np.integer) or arr.min() < BACKGROUND or arr.max() > END_STATE
+    ):
         raise ValueError(f"{video}: labels must be integers 0-3, got {np.unique(arr)[:8]}")
     return arr.astype(np.int64, copy=False)
 
@@ -157,14 +163,16 @@ def _common_prefix(
     """Probabilities and labels cut to min(T, T'), and the signed mismatch T - T'."""
     lengths = {len(p) for p in probs}
     if len(lengths) != 1:
-        raise ValueError(f"{video}: p_init, p_action and p_end differ in length: "
-                         f"{[len(p) for p in probs]}")
+        raise ValueError(
+            f"{video}: p_init, p_action and p_end differ in length: {[len(p) for p in probs]}"
+        )
     frames = lengths.pop()
     mismatch = frames - len(labels)
     if abs(mismatch) > tolerance:
         raise ValueError(
             f"{video}: {frames} frames but {len(labels)} annotated seconds (differ by "
-            f"{abs(mismatch)}, tolerance {tolerance}): wrong video or annotation?")
+            f"{abs(mismatch)}, tolerance {tolerance}): wrong video or annotation?"
+        )
     n = min(frames, len(labels))
     if n == 0:
         raise ValueError(f"{video}: nothing to score ({frames} frames, {len(labels)} labels)")
@@ -189,8 +197,9 @@ def _too_short(n: int, needed: int, what: str, short: Short, video: str) -> bool
     return True
 
 
-def _pair_part(p_init: Tensor, p_end: Tensor, labels: np.ndarray, short: Short,
-               video: str) -> dict[str, Any]:
+def _pair_part(
+    p_init: Tensor, p_end: Tensor, labels: np.ndarray, short: Short, video: str
+) -> dict[str, Any]:
     if _too_short(len(labels), 2, "state precision", short, video):
         return {"state_p1": 0.0, "init_frame": _NO_FRAME, "end_frame": _NO_FRAME}
     i, j = (int(x) for x in best_pair(p_init, p_end)[:2])
@@ -202,15 +211,29 @@ def _action_part(p_action: Tensor, labels: np.ndarray) -> dict[str, Any]:
     return {"action_p1": float(labels[a] == ACTION), "action_frame": a}
 
 
-def _joint_part(probs: tuple[Tensor, ...], labels: np.ndarray, max_distance: int | None,
-                short: Short, video: str) -> dict[str, Any]:
+def _joint_part(
+    probs: tuple[Tensor, ...],
+    labels: np.ndarray,
+    max_distance: int | None,
+    short: Short,
+    video: str,
+) -> dict[str, Any]:
     if _too_short(len(labels), 3, "joint precision", short, video):
-        return {"joint_state_p1": 0.0, "joint_action_p1": 0.0, "joint_init_frame": _NO_FRAME,
-                "joint_action_frame": _NO_FRAME, "joint_end_frame": _NO_FRAME}
+        return {
+            "joint_state_p1": 0.0,
+            "joint_action_p1": 0.0,
+            "joint_init_frame": _NO_FRAME,
+            "joint_action_frame": _NO_FRAME,
+            "joint_end_frame": _NO_FRAME,
+        }
     s1, a, s2 = (int(x) for x in best_state_change(*probs, max_distance=max_distance)[:3])
-    return {"joint_state_p1": _state_score(labels, s1, s2),
-            "joint_action_p1": float(labels[a] == ACTION),
-            "joint_init_frame": s1, "joint_action_frame": a, "joint_end_frame": s2}
+    return {
+        "joint_state_p1": _state_score(labels, s1, s2),
+        "joint_action_p1": float(labels[a] == ACTION),
+        "joint_init_frame": s1,
+        "joint_action_frame": a,
+        "joint_end_frame": s2,
+    }
 
 
 def score_video(
@@ -237,13 +260,20 @@ def score_video(
         raise ValueError(f"short must be 'zero' or 'raise', got {short!r}")
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
-    raw = (_probs(p_init, "p_init", video), _probs(p_action, "p_action", video),
-           _probs(p_end, "p_end", video))
+    raw = (
+        _probs(p_init, "p_init", video),
+        _probs(p_action, "p_action", video),
+        _probs(p_end, "p_end", video),
+    )
     probs, ann, mismatch = _common_prefix(raw, _labels(labels, video), tolerance, video)
     pi, pa, pe = probs
-    return {**_pair_part(pi, pe, ann, short, video), **_action_part(pa, ann),
-            **_joint_part(probs, ann, max_distance, short, video),
-            "frames": len(ann), "mismatch": mismatch}
+    return {
+        **_pair_part(pi, pe, ann, short, video),
+        **_action_part(pa, ann),
+        **_joint_part(probs, ann, max_distance, short, video),
+        "frames": len(ann),
+        "mismatch": mismatch,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,7 +321,15 @@ def evaluate(
         if (v.category, v.video_id) in seen:
             raise ValueError(f"{name}: video given twice")
         seen.add((v.category, v.video_id))
-        scores = score_video(v.p_init, v.p_action, v.p_end, v.labels, video=name,
-                             tolerance=tolerance, max_distance=max_distance, short=short)
+        scores = score_video(
+            v.p_init,
+            v.p_action,
+            v.p_end,
+            v.labels,
+            video=name,
+            tolerance=tolerance,
+            max_distance=max_distance,
+            short=short,
+        )
         rows.append({"category": v.category, "video": v.video_id, **scores})
     return aggregate(rows)

@@ -25,17 +25,24 @@ from torchvision.transforms import v2
 Transform = Callable[[Tensor], Tensor]
 
 
-def video_transform(image_size: tuple[int, int], *, scale: tuple[float, float] = (0.7, 1.0),
-                    jitter: float = 0.2, hue: float = 0.02) -> Transform:
+def video_transform(
+    image_size: tuple[int, int],
+    *,
+    scale: tuple[float, float] = (0.7, 1.0),
+    jitter: float = 0.2,
+    hue: float = 0.02,
+) -> Transform:
     """Mild augmentation on uint8 (T, 3, H, W) videos, output at ``image_size`` (H, W): a random
     resized crop keeping >= 70% of the area, a horizontal flip, brightness / contrast /
     saturation jitter of ±20% and a small hue shift (a large one would turn one object's colour
     into another category's)."""
-    return v2.Compose([
-        v2.RandomResizedCrop(list(image_size), scale=scale, antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=hue),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(list(image_size), scale=scale, antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=hue),
+        ]
+    )
 
 
 def augment_video(frames: Tensor, seed: int, transform: Transform) -> Tensor:

@@ -58,9 +58,11 @@ def normalize(frames: Tensor) -> Tensor:
 
 def _cover(width: int, height: int):
     """A resize that makes a (w, h) source cover ``width`` x ``height`` keeping its aspect."""
+
     def size(w: int, h: int) -> tuple[int, int]:
         scale = max(width / w, height / h)
         return max(width, round(w * scale)), max(height, round(h * scale))
+
     return size
 
 
@@ -79,29 +81,40 @@ class ChangeItData:
     not list is an error. ``video_root`` defaults to ``<root>/video_root`` (the synthetic
     layout). ``cache_videos``: how many decoded videos to keep (None: all)."""
 
-    def __init__(self, root: str | Path, video_root: str | Path | None = None, *,
-                 categories: Iterable[str] | None = None, image_size: tuple[int, int] = (224, 224),
-                 cache_videos: int | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        video_root: str | Path | None = None,
+        *,
+        categories: Iterable[str] | None = None,
+        image_size: tuple[int, int] = (224, 224),
+        cache_videos: int | None = None,
+    ):
         self.root = Path(root)
         self.video_root = Path(video_root) if video_root else self.root / SYNTHETIC_VIDEO_DIR
         self.image_size = tuple(image_size)
         known = {c.name: c for c in changeit.read_categories(self.root)}
         wanted = sorted(known) if categories is None else sorted(set(categories))
         if unknown := [c for c in wanted if c not in known]:
-            raise FormatError(self.root / "categories.csv", "categories",
-                              f"{unknown} not listed (has {sorted(known)})")
+            raise FormatError(
+                self.root / "categories.csv",
+                "categories",
+                f"{unknown} not listed (has {sorted(known)})",
+            )
         self.categories = [known[c] for c in wanted]
         self.train: Records[TrainVideo] = Records("skip")
         self.test: list[TestVideo] = []
         for c in wanted:
             test_ids = changeit.annotated_ids(self.root, c)
-            self.test += [TestVideo(c, v, changeit.find_video(self.video_root, c, v))
-                          for v in test_ids]
+            self.test += [
+                TestVideo(c, v, changeit.find_video(self.video_root, c, v)) for v in test_ids
+            ]
             scores = changeit.read_scores(self.root, c)
             for v in sorted(set(scores) - set(test_ids)):
                 try:
-                    self.train.append(TrainVideo(c, v, scores[v],
-                                                 changeit.find_video(self.video_root, c, v)))
+                    self.train.append(
+                        TrainVideo(c, v, scores[v], changeit.find_video(self.video_root, c, v))
+                    )
                 except FormatError as e:  # taken down: counted in self.train.skipped
                     self.train.reject(e)
         self.cache_videos = cache_videos

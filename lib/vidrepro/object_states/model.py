@@ -57,8 +57,10 @@ def resolve_config(arch: str | Mapping, hidden: int | None = None) -> dict:
     elif (CONFIG_DIR / f"{arch}.json").is_file():
         spec = json.loads((CONFIG_DIR / f"{arch}.json").read_text())
     elif (spec := open_clip.get_model_config(arch)) is None:
-        raise ValueError(f"unknown model {arch!r}: not an open_clip model and not one of "
-                         f"{', '.join(tiny_names())} in {CONFIG_DIR}")
+        raise ValueError(
+            f"unknown model {arch!r}: not an open_clip model and not one of "
+            f"{', '.join(tiny_names())} in {CONFIG_DIR}"
+        )
     if "embed_dim" not in spec or "vision_cfg" not in spec:
         raise ValueError(f"model config needs 'embed_dim' and 'vision_cfg', got {sorted(spec)}")
     config = {"quick_gelu": False, **{k: copy.deepcopy(spec[k]) for k in _TOWER_KEYS if k in spec}}
@@ -87,8 +89,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (RuntimeError, pickle.UnpicklingError) as e:
-            raise ValueError(f"{path}: not loadable with weights_only=True ({e}); use a "
-                             f".safetensors or a plain state-dict checkpoint") from e
+            raise ValueError(
+                f"{path}: not loadable with weights_only=True ({e}); use a "
+                f".safetensors or a plain state-dict checkpoint"
+            ) from e
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):
@@ -158,15 +162,22 @@ class ClipClassifier(nn.Module):
     # -- construction --------------------------------------------------------------------------
 
     @classmethod
-    def from_config(cls, name_or_dict: str | Mapping, categories: Iterable[str],
-                    hidden: int | None = None) -> ClipClassifier:
+    def from_config(
+        cls, name_or_dict: str | Mapping, categories: Iterable[str], hidden: int | None = None
+    ) -> ClipClassifier:
         """A randomly initialised model (tiny ones for tests come from ``configs/``)."""
         return cls(resolve_config(name_or_dict, hidden), categories)
 
     @classmethod
-    def from_openai(cls, arch: str | Mapping = FULL_ARCH, pretrained: str | Path = "openai", *,
-                    categories: Iterable[str], hidden: int | None = None,
-                    cache_dir: str | None = None) -> ClipClassifier:
+    def from_openai(
+        cls,
+        arch: str | Mapping = FULL_ARCH,
+        pretrained: str | Path = "openai",
+        *,
+        categories: Iterable[str],
+        hidden: int | None = None,
+        cache_dir: str | None = None,
+    ) -> ClipClassifier:
         """Pretrained CLIP image tower + fresh heads. ``pretrained`` is a local checkpoint (a whole
         CLIP or a bare tower; .safetensors, .pt, .bin) or an open_clip tag. Tiny configs go
         through the same path with a local file, which is how the tests cover it offline."""
@@ -217,8 +228,11 @@ def category_probs(
     p_action = action_logits.softmax(-1, dtype=dtype)  # (..., T, K+1)
     c = torch.as_tensor(category, device=p_state.device)[..., None, None]  # (..., 1, 1)
     c = c.expand(*p_state.shape[:-1], 1)  # (..., T, 1)
-    return (p_state.gather(-1, 2 * c).squeeze(-1), p_action.gather(-1, c).squeeze(-1),
-            p_state.gather(-1, 2 * c + 1).squeeze(-1))
+    return (
+        p_state.gather(-1, 2 * c).squeeze(-1),
+        p_action.gather(-1, c).squeeze(-1),
+        p_state.gather(-1, 2 * c + 1).squeeze(-1),
+    )
 
 
 def param_groups(model: ClipClassifier) -> dict[str, list[nn.Parameter]]:
@@ -244,8 +258,12 @@ def make_optimizers(
     for p in groups["backbone"]:
         p.requires_grad_(train_backbone)
     optimizers: list[torch.optim.Optimizer] = [
-        torch.optim.SGD(groups["heads"], lr=lr, momentum=momentum, weight_decay=weight_decay)]
+        torch.optim.SGD(groups["heads"], lr=lr, momentum=momentum, weight_decay=weight_decay)
+    ]
     if train_backbone:
-        optimizers.append(torch.optim.AdamW(groups["backbone"], lr=lr_backbone,
-                                            weight_decay=weight_decay_backbone))
+        optimizers.append(
+            torch.optim.AdamW(
+                groups["backbone"], lr=lr_backbone, weight_decay=weight_decay_backbone
+            )
+        )
     return optimizers

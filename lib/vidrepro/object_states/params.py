@@ -15,26 +15,40 @@ class Data(Params):
     ``annotations/``), with the videos under ``video_root/<cat>/<id>.(mp4|webm)``."""
 
     data_root: str = ""
-    video_root: str = Field("", description="empty: <data_root>/video_root (the synthetic "
-                                            "layout); else relative to $VIDREPRO_DATA")
+    video_root: str = Field(
+        "",
+        description="empty: <data_root>/video_root (the synthetic "
+        "layout); else relative to $VIDREPRO_DATA",
+    )
     data_seed: int = 0
     data_size: Literal["tiny", "small"] = "tiny"
     categories: list[str] | Literal["all"] = Field(
-        "all", description="categories to train / evaluate on (class indices follow name order)")
-    cache_videos: int | None = Field(None, ge=0, description="decoded videos kept in memory; "
-                                                             "null: all (tiny scale)")
+        "all", description="categories to train / evaluate on (class indices follow name order)"
+    )
+    cache_videos: int | None = Field(
+        None, ge=0, description="decoded videos kept in memory; null: all (tiny scale)"
+    )
     seed: int = 0
 
 
 class TrainParams(Data):
-    model: str = Field("tiny_vit", description="a config in object_states/configs/ or an "
-                                               "open_clip model name (ViT-L-14-quickgelu)")
-    pretrained: str = Field("", description="empty: random initialisation (tiny); else a "
-                                            "checkpoint file or an open_clip tag (openai)")
+    model: str = Field(
+        "tiny_vit",
+        description="a config in object_states/configs/ or an "
+        "open_clip model name (ViT-L-14-quickgelu)",
+    )
+    pretrained: str = Field(
+        "",
+        description="empty: random initialisation (tiny); else a "
+        "checkpoint file or an open_clip tag (openai)",
+    )
     hidden: int | None = Field(None, gt=0, description="head MLP width; null: the config's")
     train_backbone: bool = True
-    single_task: bool = Field(False, description="one model per category (K = 1 heads), each "
-                                                 "trained `steps` steps on its own videos")
+    single_task: bool = Field(
+        False,
+        description="one model per category (K = 1 heads), each "
+        "trained `steps` steps on its own videos",
+    )
     steps: int = Field(ge=0, description="optimizer steps (of each model when single_task)")
     batch_size: int = Field(gt=0, description="videos per step on each process")
     lr: float = Field(1e-4, gt=0, description="heads: SGD")
@@ -45,29 +59,42 @@ class TrainParams(Data):
     warmup: int = Field(0, ge=0, description="linear warm-up steps, then cosine to 0")
     checkpoint_every: int = Field(100, gt=0)
     augment: bool = True
-    constraint: bool = Field(True, description="pseudo-labels from the ordered s1 < a < s2 "
-                                               "argmax; false: three independent argmaxes")
-    noise_weighting: bool = Field(True, description="weight videos by sigmoid((r - theta) / "
-                                                    "0.001); false: every video weighs 1")
+    constraint: bool = Field(
+        True,
+        description="pseudo-labels from the ordered s1 < a < s2 "
+        "argmax; false: three independent argmaxes",
+    )
+    noise_weighting: bool = Field(
+        True,
+        description="weight videos by sigmoid((r - theta) / 0.001); false: every video weighs 1",
+    )
     max_distance: int | None = Field(500, gt=0, description="D: a - s1 <= D and s2 - a <= D")
     kappa: int = Field(60, gt=0, description="distance of the action-background frames")
 
 
 class EvalParams(Data):
-    model: str = Field(description="a model folder from 01_train (one model, or one subfolder "
-                                   "per category for single_task)")
+    model: str = Field(
+        description="a model folder from 01_train (one model, or one subfolder "
+        "per category for single_task)"
+    )
     split: Literal["test"] = Field("test", description="the annotated videos")
     videos_per_category: int = Field(0, ge=0, description="0: all")
-    max_distance: int | None = Field(None, gt=0, description="D of the joint metrics (none "
-                                                             "in the paper's evaluation)")
+    max_distance: int | None = Field(
+        None, gt=0, description="D of the joint metrics (none in the paper's evaluation)"
+    )
     tolerance: int = Field(2, ge=0, description="frames vs annotated seconds allowed to differ")
 
 
 class YourVideoParams(Data):
-    model: str = Field(description="a model folder from 01_train; a config name (tiny_vit) "
-                                   "gives an untrained model, to try the notebook out")
-    video: str = Field("", description="a video file, relative to $VIDREPRO_DATA; empty: the "
-                                       "dataset's first annotated video of `category`")
+    model: str = Field(
+        description="a model folder from 01_train; a config name (tiny_vit) "
+        "gives an untrained model, to try the notebook out"
+    )
+    video: str = Field(
+        "",
+        description="a video file, relative to $VIDREPRO_DATA; empty: the "
+        "dataset's first annotated video of `category`",
+    )
     category: str = Field("", description="what the video shows; empty: the model's first")
     max_distance: int | None = Field(None, gt=0, description="D: a - s1 <= D and s2 - a <= D")
 

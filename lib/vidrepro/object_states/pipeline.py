@@ -28,10 +28,10 @@ from tqdm.auto import tqdm
 from ..data.formats import changeit
 from ..data.synthetic.datasets import locate
 from ..metrics import states as metrics
+from ..metrics.constraint import best_state_change
 from ..metrics.states import StateScores, VideoPrediction
 from ..paths import data_path
 from ..training import History, distributed
-from ..metrics.constraint import best_state_change
 from .data import ChangeItData, TestVideo, decode, normalize
 from .model import META_FILE, ClipClassifier, tiny_names
 from .params import Data, EvalParams
@@ -48,14 +48,20 @@ def categories(p: Data) -> list[str] | None:
     return None if p.categories == "all" else list(p.categories)
 
 
-def dataset(p: Data, image_size: tuple[int, int], names: Sequence[str] | None = None
-            ) -> ChangeItData:
+def dataset(
+    p: Data, image_size: tuple[int, int], names: Sequence[str] | None = None
+) -> ChangeItData:
     """The params' dataset (the synthetic one when ``data_root`` is empty), restricted to
     ``names`` if given, else to ``p.categories``."""
     root = locate("states", p.data_root, p.data_seed, p.data_size)
     video_root = data_path(p.video_root) if p.video_root else None
-    return ChangeItData(root, video_root, categories=names or categories(p),
-                        image_size=image_size, cache_videos=p.cache_videos)
+    return ChangeItData(
+        root,
+        video_root,
+        categories=names or categories(p),
+        image_size=image_size,
+        cache_videos=p.cache_videos,
+    )
 
 
 # --- folders -------------------------------------------------------------------------------
@@ -68,16 +74,19 @@ def save(folder: str | Path, model: ClipClassifier, history: History, p: Data) -
     return folder
 
 
-def load_models(folder: str | Path, map_location: str | torch.device = "cpu"
-                ) -> list[ClipClassifier]:
+def load_models(
+    folder: str | Path, map_location: str | torch.device = "cpu"
+) -> list[ClipClassifier]:
     """One model, or the per-category models of a single-task run (subfolders, name order)."""
     folder = Path(folder)
     if (folder / META_FILE).is_file():
         return [ClipClassifier.load(folder, map_location)]
     parts = sorted(d for d in folder.glob("*") if (d / META_FILE).is_file())
     if not parts:
-        raise FileNotFoundError(f"{folder}: not an object-states model folder (no {META_FILE} "
-                                f"in it or in its subfolders)")
+        raise FileNotFoundError(
+            f"{folder}: not an object-states model folder (no {META_FILE} "
+            f"in it or in its subfolders)"
+        )
     return [ClipClassifier.load(d, map_location) for d in parts]
 
 
@@ -86,8 +95,10 @@ def load_or_new(model: str | Path, p: Data) -> list[ClipClassifier]:
     the params' categories, seeded by ``p.seed``: the chance level of a table."""
     if Path(model).is_dir() or str(model) not in tiny_names():
         return load_models(model, device())
-    names = categories(p) or [c.name for c in changeit.read_categories(
-        locate("states", p.data_root, p.data_seed, p.data_size))]
+    names = categories(p) or [
+        c.name
+        for c in changeit.read_categories(locate("states", p.data_root, p.data_seed, p.data_size))
+    ]
     torch.manual_seed(p.seed)
     return [ClipClassifier.from_config(str(model), names).to(device())]
 
@@ -102,13 +113,18 @@ def history(folder: str | Path) -> dict[str, list[float]]:
 def _owner(models: Sequence[ClipClassifier], category: str) -> ClipClassifier:
     owners = [m for m in models if category in m.category_index]
     if len(owners) != 1:
-        raise ValueError(f"category {category!r}: {len(owners)} of the models know it, "
-                         f"expected exactly one")
+        raise ValueError(
+            f"category {category!r}: {len(owners)} of the models know it, expected exactly one"
+        )
     return owners[0]
 
 
-def predict(models: ClipClassifier | Sequence[ClipClassifier], data: ChangeItData,
-            videos: Sequence[TestVideo], progress: bool = True) -> list[VideoPrediction]:
+def predict(
+    models: ClipClassifier | Sequence[ClipClassifier],
+    data: ChangeItData,
+    videos: Sequence[TestVideo],
+    progress: bool = True,
+) -> list[VideoPrediction]:
     """Per-frame probabilities of each video's own category, by the model that knows it; the
     labels are the raw annotation (checked against the frame count)."""
     models = [models] if isinstance(models, ClipClassifier) else list(models)
@@ -118,13 +134,19 @@ def predict(models: ClipClassifier | Sequence[ClipClassifier], data: ChangeItDat
         frames = data.frames(video)  # (T, 3, H, W) uint8
         probs = no_grad_probs(model, normalize(frames), model.category_index[video.category])
         labels, _ = data.labels(video, len(frames))
-        out.append(VideoPrediction(video.category, video.video_id,
-                                   *(p.float().cpu().numpy() for p in probs), labels))
+        out.append(
+            VideoPrediction(
+                video.category, video.video_id, *(p.float().cpu().numpy() for p in probs), labels
+            )
+        )
     return out
 
 
-def predict_distributed(models: ClipClassifier | Sequence[ClipClassifier], data: ChangeItData,
-                        videos: Sequence[TestVideo]) -> list[VideoPrediction]:
+def predict_distributed(
+    models: ClipClassifier | Sequence[ClipClassifier],
+    data: ChangeItData,
+    videos: Sequence[TestVideo],
+) -> list[VideoPrediction]:
     """``predict`` split over the processes (rank r: videos r::world) and gathered on all of
     them, in the order of ``videos``; one process: ``predict``."""
     rank, world = distributed()
@@ -136,8 +158,9 @@ def predict_distributed(models: ClipClassifier | Sequence[ClipClassifier], data:
     dist.all_gather_object(gathered, local)
     merged = sorted((pair for part in gathered for pair in part), key=lambda pair: pair[0])
     if [i for i, _ in merged] != list(range(len(videos))):
-        raise RuntimeError(f"distributed evaluation gathered {len(merged)} predictions for "
-                           f"{len(videos)} videos")
+        raise RuntimeError(
+            f"distributed evaluation gathered {len(merged)} predictions for {len(videos)} videos"
+        )
     return [v for _, v in merged]
 
 
@@ -148,14 +171,21 @@ def test_videos(data: ChangeItData, per_category: int = 0) -> list[TestVideo]:
     return [v for c in data.names for v in [t for t in data.test if t.category == c][:per_category]]
 
 
-def evaluate(model: str | Path | ClipClassifier | Sequence[ClipClassifier], p: EvalParams,
-             data: ChangeItData | None = None
-             ) -> tuple[StateScores, list[VideoPrediction]]:
+def evaluate(
+    model: str | Path | ClipClassifier | Sequence[ClipClassifier],
+    p: EvalParams,
+    data: ChangeItData | None = None,
+) -> tuple[StateScores, list[VideoPrediction]]:
     """State and action precision@1 on the test videos of the models' categories (restricted
     to ``p.categories``), ground-truth category given, and the predictions they come from (in
     the order of ``scores.rows``). Under ``torchrun`` every rank returns the same."""
-    models = (load_or_new(model, p) if isinstance(model, (str, Path))
-              else [model] if isinstance(model, ClipClassifier) else list(model))
+    models = (
+        load_or_new(model, p)
+        if isinstance(model, (str, Path))
+        else [model]
+        if isinstance(model, ClipClassifier)
+        else list(model)
+    )
     known = sorted({c for m in models for c in m.categories})
     wanted = known if p.categories == "all" else sorted(set(p.categories))
     if missing := [c for c in wanted if c not in known]:
@@ -180,10 +210,17 @@ def first_test_video(p: Data, image_size: tuple[int, int], category: str) -> Pat
 
 def scores_json(scores: StateScores) -> dict:
     """What ``02_evaluate`` writes: the summary, the per-category means and per-video rows."""
-    rows = [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
-            for r in scores.rows]
-    return {"summary": scores.summary, "percent": scores.percent(),
-            "per_category": scores.per_category, "num_videos": scores.num_videos, "rows": rows}
+    rows = [
+        {k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+        for r in scores.rows
+    ]
+    return {
+        "summary": scores.summary,
+        "percent": scores.percent(),
+        "per_category": scores.per_category,
+        "num_videos": scores.num_videos,
+        "rows": rows,
+    }
 
 
 # --- one video -----------------------------------------------------------------------------
@@ -197,8 +234,9 @@ class FoundChange(NamedTuple):
     chosen: tuple[int, int, int]  # (s1, a, s2): initial state, action, end state seconds
 
 
-def find_state_change(model: ClipClassifier, video: str | Path, category: str,
-                      max_distance: int | None = None) -> FoundChange:
+def find_state_change(
+    model: ClipClassifier, video: str | Path, category: str, max_distance: int | None = None
+) -> FoundChange:
     """Any video file and a category the model knows -> the seconds of its initial state,
     action and end state: the constrained argmax (s1 < a < s2) of the model's probabilities."""
     if category not in model.category_index:
@@ -206,7 +244,8 @@ def find_state_change(model: ClipClassifier, video: str | Path, category: str,
     frames = decode(video, model.image_size)  # (T, 3, H, W) uint8
     if len(frames) < 3:
         raise ValueError(f"{video}: {len(frames)} frames at 1 fps; a state change needs 3")
-    probs = no_grad_probs(model.eval(), normalize(frames).to(device()),
-                          model.category_index[category])
+    probs = no_grad_probs(
+        model.eval(), normalize(frames).to(device()), model.category_index[category]
+    )
     s1, a, s2, _ = best_state_change(*probs, max_distance)
     return FoundChange(frames, torch.stack(probs).cpu(), (int(s1), int(a), int(s2)))

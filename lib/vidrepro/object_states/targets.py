@@ -75,7 +75,8 @@ def state_change_targets(
     if frames_per_gt < 1 or frames_per_gt % 2 == 0:
         raise ValueError(f"frames_per_gt must be odd and positive, got {frames_per_gt}")
     s1, a, s2, length, c = torch.broadcast_tensors(
-        *(torch.as_tensor(x, dtype=torch.long) for x in (s1, a, s2, num_frames, category)))
+        *(torch.as_tensor(x, dtype=torch.long) for x in (s1, a, s2, num_frames, category))
+    )
     half = frames_per_gt // 2
     offsets = torch.arange(-half, half + 1, device=s1.device)  # (n,)
     centres = torch.stack([s1, s2, a, a - kappa, a + kappa], dim=-1)  # (B, 5)
@@ -119,7 +120,10 @@ def no_grad_probs(
 
 
 def best_triple(
-    p_init: Tensor, p_action: Tensor, p_end: Tensor, constraint: bool = True,
+    p_init: Tensor,
+    p_action: Tensor,
+    p_end: Tensor,
+    constraint: bool = True,
     max_distance: int | None = MAX_DISTANCE,
 ) -> Tensor:
     """(s1, a, s2) as an int64 (3,) tensor: the constrained argmax (s1 < a < s2, gaps <= D), or,
@@ -143,19 +147,29 @@ def pseudo_labels(
 ) -> PseudoLabels:
     """Targets for a batch of videos (each (T_i, 3, H, W), lengths may differ) of the given
     category indices, from the model's current predictions. Fields (B, F), on CPU."""
-    triples = torch.stack([
-        best_triple(*no_grad_probs(model, video, c, chunk), constraint, max_distance).cpu()
-        for video, c in zip(videos, categories, strict=True)])  # (B, 3)
+    triples = torch.stack(
+        [
+            best_triple(*no_grad_probs(model, video, c, chunk), constraint, max_distance).cpu()
+            for video, c in zip(videos, categories, strict=True)
+        ]
+    )  # (B, 3)
     lengths = torch.tensor([len(v) for v in videos])  # (B,)
-    return state_change_targets(*triples.unbind(-1), lengths, torch.tensor(list(categories)),
-                                model.num_categories, kappa=kappa, frames_per_gt=frames_per_gt)
+    return state_change_targets(
+        *triples.unbind(-1),
+        lengths,
+        torch.tensor(list(categories)),
+        model.num_categories,
+        kappa=kappa,
+        frames_per_gt=frames_per_gt,
+    )
 
 
 def gather_frames(videos: Sequence[Tensor], labels: PseudoLabels) -> Tensor:
     """The entries' frames, video after video: (B * F, 3, H, W), the training forward's input.
     Nothing else of the videos reaches the graph, so unselected frames get no gradient."""
-    return torch.cat([video[idx.to(video.device)] for video, idx in zip(videos, labels.frames,
-                                                                        strict=True)])
+    return torch.cat(
+        [video[idx.to(video.device)] for video, idx in zip(videos, labels.frames, strict=True)]
+    )
 
 
 def multitask_loss(
@@ -171,8 +185,8 @@ def multitask_loss(
     batch, entries = labels.state.shape
     device = state_logits.device
     ce_state = F.cross_entropy(state_logits, labels.state.flatten().to(device), reduction="none")
-    ce_action = F.cross_entropy(action_logits, labels.action.flatten().to(device),
-                                reduction="none")
-    per_entry = (ce_state.view(batch, entries) * labels.state_mask.to(device)
-                 + action_weight * ce_action.view(batch, entries))  # (B, F)
+    ce_action = F.cross_entropy(action_logits, labels.action.flatten().to(device), reduction="none")
+    per_entry = ce_state.view(batch, entries) * labels.state_mask.to(
+        device
+    ) + action_weight * ce_action.view(batch, entries)  # (B, F)
     return (per_entry * weights.to(device)[:, None]).sum()

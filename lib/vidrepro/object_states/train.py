@@ -67,8 +67,10 @@ class Optimizers:
 
     def load_state_dict(self, state: dict) -> None:
         if len(state) != len(self.optimizers):
-            raise ValueError(f"checkpoint has {len(state)} optimizers, the run {len(self.optimizers)}"
-                             " (train_backbone changed?)")
+            raise ValueError(
+                f"checkpoint has {len(state)} optimizers, the run {len(self.optimizers)}"
+                " (train_backbone changed?)"
+            )
         for i, opt in enumerate(self.optimizers):
             opt.load_state_dict(state[str(i)])
 
@@ -89,8 +91,14 @@ def new_model(p: TrainParams, names: Sequence[str]) -> ClipClassifier:
     return ClipClassifier.from_config(p.model, names, hidden=p.hidden)
 
 
-def draw_batch(model: ClipClassifier, data: ChangeItData, pool: Sequence[TrainVideo],
-               p: TrainParams, step: int, rank: int) -> Batch:
+def draw_batch(
+    model: ClipClassifier,
+    data: ChangeItData,
+    pool: Sequence[TrainVideo],
+    p: TrainParams,
+    step: int,
+    rank: int,
+) -> Batch:
     """Step ``step``'s videos on ``rank``: drawn without replacement (with, if the pool is
     smaller than the batch), each augmented with its own parameters. A video shorter than
     three frames cannot hold s1 < a < s2: it is padded by repeating its last frame and weighs 0,
@@ -101,8 +109,11 @@ def draw_batch(model: ClipClassifier, data: ChangeItData, pool: Sequence[TrainVi
     transform = video_transform(model.image_size) if p.augment else None
     chosen = [pool[int(i)] for i in rows]
     scores = [v.score for v in chosen]
-    weights = video_weights(scores, [data.centering(v.category) for v in chosen],
-                            ignore_video_weight=not p.noise_weighting)  # (B,)
+    weights = video_weights(
+        scores,
+        [data.centering(v.category) for v in chosen],
+        ignore_video_weight=not p.noise_weighting,
+    )  # (B,)
     videos = []
     for b, (video, seed) in enumerate(zip(chosen, seeds, strict=True)):
         frames = data.frames(video)  # (T, 3, H, W) uint8
@@ -116,19 +127,32 @@ def draw_batch(model: ClipClassifier, data: ChangeItData, pool: Sequence[TrainVi
     return Batch(videos, [index[v.category] for v in chosen], weights)
 
 
-def batch_loss(model: ClipClassifier, wrapped: torch.nn.Module, batch: Batch, p: TrainParams
-               ) -> tuple[Tensor, PseudoLabels]:
+def batch_loss(
+    model: ClipClassifier, wrapped: torch.nn.Module, batch: Batch, p: TrainParams
+) -> tuple[Tensor, PseudoLabels]:
     """Pseudo-labels from ``model`` (no gradient, all frames), then the multi-task loss of the
     selected frames through ``wrapped`` (the DDP wrapper, so gradients are averaged)."""
-    labels = pseudo_labels(model, batch.videos, batch.categories, constraint=p.constraint,
-                           max_distance=p.max_distance, kappa=p.kappa)
+    labels = pseudo_labels(
+        model,
+        batch.videos,
+        batch.categories,
+        constraint=p.constraint,
+        max_distance=p.max_distance,
+        kappa=p.kappa,
+    )
     state, action = wrapped(gather_frames(batch.videos, labels))  # (B*F, 2K+1), (B*F, K+1)
     return multitask_loss(state, action, labels, batch.weights), labels
 
 
-def train_model(p: TrainParams, data: ChangeItData, names: Sequence[str],
-                checkpoint: str | Path | None = None, *, stop_at: int | None = None,
-                desc: str = "train") -> tuple[ClipClassifier, History]:
+def train_model(
+    p: TrainParams,
+    data: ChangeItData,
+    names: Sequence[str],
+    checkpoint: str | Path | None = None,
+    *,
+    stop_at: int | None = None,
+    desc: str = "train",
+) -> tuple[ClipClassifier, History]:
     """Train one model on the categories ``names`` (its K) with the videos of those categories,
     resuming from ``checkpoint`` if it holds one. ``stop_at``: return after that many steps as
     if the job had been killed there (tests; a time-limited job), the schedule unchanged."""
@@ -136,11 +160,20 @@ def train_model(p: TrainParams, data: ChangeItData, names: Sequence[str],
     model = new_model(p, names).to(pipeline.device()).train()
     pool = [v for v in data.train if v.category in set(names)]
     if not pool:
-        raise ValueError(f"no training videos for {list(names)} under {data.video_root} "
-                         f"({data.train.skipped})")
-    optimizers = Optimizers(make_optimizers(
-        model, p.train_backbone, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay,
-        lr_backbone=p.lr_backbone, weight_decay_backbone=p.weight_decay_backbone))
+        raise ValueError(
+            f"no training videos for {list(names)} under {data.video_root} ({data.train.skipped})"
+        )
+    optimizers = Optimizers(
+        make_optimizers(
+            model,
+            p.train_backbone,
+            lr=p.lr,
+            momentum=p.momentum,
+            weight_decay=p.weight_decay,
+            lr_backbone=p.lr_backbone,
+            weight_decay_backbone=p.weight_decay_backbone,
+        )
+    )
     ckpt = Checkpoint(checkpoint) if checkpoint else None
     start, history = ckpt.load(model, optimizers) if ckpt and ckpt.exists() else (0, History())
     wrapped = DistributedDataParallel(model) if world > 1 else model
@@ -155,8 +188,12 @@ def train_model(p: TrainParams, data: ChangeItData, names: Sequence[str],
         loss.backward()
         optimizers.step()
         s1, a, s2 = labels.triple.unbind(-1)
-        stats = {"loss": loss.item(), "lr": p.lr * factor, "weight": float(batch.weights.mean()),
-                 "ordered": float(((s1 < a) & (a < s2)).float().mean())}
+        stats = {
+            "loss": loss.item(),
+            "lr": p.lr * factor,
+            "weight": float(batch.weights.mean()),
+            "ordered": float(((s1 < a) & (a < s2)).float().mean()),
+        }
         history.log(step, stats)
         bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k != "lr"})
         if ckpt and rank == 0 and ((step + 1) % p.checkpoint_every == 0 or step + 1 == p.steps):
@@ -169,8 +206,9 @@ def run_names(p: TrainParams, data: ChangeItData) -> list[list[str]]:
     return [[c] for c in data.names] if p.single_task else [data.names]
 
 
-def train(p: TrainParams, checkpoint: str | Path | None = None, *, stop_at: int | None = None
-          ) -> dict[str, tuple[ClipClassifier, History]]:
+def train(
+    p: TrainParams, checkpoint: str | Path | None = None, *, stop_at: int | None = None
+) -> dict[str, tuple[ClipClassifier, History]]:
     """Every model of the run: ``{"": (model, history)}`` for multi-task,
     ``{category: (model, history)}`` for single-task (checkpoints in ``checkpoint/<category>``)."""
     data = pipeline.dataset(p, image_size(p))
@@ -180,8 +218,7 @@ def train(p: TrainParams, checkpoint: str | Path | None = None, *, stop_at: int 
     for names in run_names(p, data):
         key = names[0] if p.single_task else ""
         folder = Path(checkpoint) / key if checkpoint and key else checkpoint
-        out[key] = train_model(p, data, names, folder, stop_at=stop_at,
-                               desc=f"train {key}".strip())
+        out[key] = train_model(p, data, names, folder, stop_at=stop_at, desc=f"train {key}".strip())
     return out
 
 
@@ -191,8 +228,9 @@ def image_size(p: TrainParams) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-def save_run(folder: str | Path, models: dict[str, tuple[ClipClassifier, History]],
-             p: TrainParams) -> Path:
+def save_run(
+    folder: str | Path, models: dict[str, tuple[ClipClassifier, History]], p: TrainParams
+) -> Path:
     """One model folder, or one subfolder per category (single-task)."""
     folder = Path(folder)
     for key, (model, history) in models.items():

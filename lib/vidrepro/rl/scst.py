@@ -45,8 +45,9 @@ def leave_one_out(rewards: np.ndarray) -> np.ndarray:
     return (rewards.sum(1, keepdims=True) - rewards) / (k - 1)
 
 
-def policy_gradient_loss(logprobs: torch.Tensor, advantage: torch.Tensor,
-                         length_normalise: bool = False) -> torch.Tensor:
+def policy_gradient_loss(
+    logprobs: torch.Tensor, advantage: torch.Tensor, length_normalise: bool = False
+) -> torch.Tensor:
     """logprobs (N, L) (0 at padding), advantage (N,) -> scalar loss.
 
     Summed over tokens and averaged over sequences (self-critical.pytorch), or with
@@ -73,9 +74,15 @@ class SelfCritical:
     ``"loo"`` (mean of the other samples) or ``"mean"`` (mean of all K, the paper's code).
     """
 
-    def __init__(self, scorer: CiderD, k: int = 5, baseline: Literal["greedy", "loo", "mean"] = "greedy",
-                 candidates: Literal["sample", "beam"] = "sample", max_new_tokens: int = 32,
-                 temperature: float = 1.0):
+    def __init__(
+        self,
+        scorer: CiderD,
+        k: int = 5,
+        baseline: Literal["greedy", "loo", "mean"] = "greedy",
+        candidates: Literal["sample", "beam"] = "sample",
+        max_new_tokens: int = 32,
+        temperature: float = 1.0,
+    ):
         if baseline == "loo" and k < 2:
             raise ValueError("a leave-one-out baseline needs k >= 2")
         self.scorer, self.k, self.baseline, self.candidates = scorer, k, baseline, candidates
@@ -83,37 +90,49 @@ class SelfCritical:
 
     def rewards(self, captions: list[str], refs: list[list[str]]) -> np.ndarray:
         """CIDEr-D of each caption against its reference list (both normalised)."""
-        return self.scorer.scores([normalize(c) for c in captions],
-                                  [[normalize(r) for r in rs] for rs in refs])
+        return self.scorer.scores(
+            [normalize(c) for c in captions], [[normalize(r) for r in rs] for rs in refs]
+        )
 
-    def step(self, policy: CaptionPolicy, frames: torch.Tensor,
-             refs: list[list[str]]) -> tuple[torch.Tensor, ScstStats]:
+    def step(
+        self, policy: CaptionPolicy, frames: torch.Tensor, refs: list[list[str]]
+    ) -> tuple[torch.Tensor, ScstStats]:
         """The loss for one batch: frames (B, T, 3, H, W), refs one list per video."""
         b, k = len(refs), self.k
         core = getattr(policy, "module", policy)  # generation bypasses a DDP wrapper
         with torch.no_grad():
             prefix = core.visual_prefix(frames)  # (B, Q, D)
         if self.candidates == "sample":
-            ids = core.generate(prefix=prefix, do_sample=True, num_return_sequences=k,
-                                temperature=self.temperature, max_new_tokens=self.max_new_tokens)
+            ids = core.generate(
+                prefix=prefix,
+                do_sample=True,
+                num_return_sequences=k,
+                temperature=self.temperature,
+                max_new_tokens=self.max_new_tokens,
+            )
         else:
-            ids = core.generate(prefix=prefix, num_beams=k, num_return_sequences=k,
-                                max_new_tokens=self.max_new_tokens)
+            ids = core.generate(
+                prefix=prefix,
+                num_beams=k,
+                num_return_sequences=k,
+                max_new_tokens=self.max_new_tokens,
+            )
         targets = core.clean_generated(ids)  # (B·K, L)
         samples = core.decode(targets)
         refs_k = [r for r in refs for _ in range(k)]
         reward = self.rewards(samples, refs_k).reshape(b, k)  # (B, K)
         if self.baseline == "greedy":
-            greedy = core.decode(core.generate(prefix=prefix, num_beams=1,
-                                               max_new_tokens=self.max_new_tokens))
+            greedy = core.decode(
+                core.generate(prefix=prefix, num_beams=1, max_new_tokens=self.max_new_tokens)
+            )
             base = np.repeat(self.rewards(greedy, refs)[:, None], k, 1)
         elif self.baseline == "loo":
             base = leave_one_out(reward)
         else:
             base = np.repeat(reward.mean(1, keepdims=True), k, 1)
-        advantage = torch.as_tensor((reward - base).reshape(-1), dtype=torch.float32,
-                                    device=targets.device)
+        advantage = torch.as_tensor(
+            (reward - base).reshape(-1), dtype=torch.float32, device=targets.device
+        )
         logprobs = policy(frames, targets, repeat=k)  # (B·K, L), with gradients
-        loss = policy_gradient_loss(logprobs, advantage,
-                                    length_normalise=self.candidates == "beam")
+        loss = policy_gradient_loss(logprobs, advantage, length_normalise=self.candidates == "beam")
         return loss, ScstStats(loss.item(), float(reward.mean()), float(base.mean()), samples)

@@ -24,8 +24,9 @@ def words(text: str) -> list[str]:
     return re.findall(r"\w+|[^\w\s]", text.lower())
 
 
-def build(corpus: Iterable[str], min_count: int = 1, extra_specials: tuple[str, ...] = ()
-          ) -> PreTrainedTokenizerFast:
+def build(
+    corpus: Iterable[str], min_count: int = 1, extra_specials: tuple[str, ...] = ()
+) -> PreTrainedTokenizerFast:
     """``extra_specials`` (e.g. MERLOT's mask and segment-start tokens) take ids 3, 4, ..."""
     counts = Counter(w for text in corpus for w in words(text))
     vocab = {tok: i for i, tok in enumerate(SPECIALS + tuple(extra_specials))}
@@ -35,9 +36,16 @@ def build(corpus: Iterable[str], min_count: int = 1, extra_specials: tuple[str, 
     core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     core.normalizer = normalizers.Lowercase()
     core.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()]
+    )
     core.post_processor = processors.TemplateProcessing(
-        single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, vocab[EOS])])
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, eos_token=EOS,
-                                   unk_token=UNK, model_max_length=64,
-                                   additional_special_tokens=list(extra_specials))
+        single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, vocab[EOS])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token=PAD,
+        eos_token=EOS,
+        unk_token=UNK,
+        model_max_length=64,
+        additional_special_tokens=list(extra_specials),
+    )

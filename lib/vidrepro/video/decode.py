@@ -143,8 +143,10 @@ def _scan(path: str | os.PathLike[str], container: InputContainer) -> _Scan:
     if not rows:
         raise VideoDecodeError(path, "no frames")
     declared = (
-        stream.duration * stream.time_base if stream.duration is not None
-        else Fraction(container.duration, av.time_base) if container.duration is not None
+        stream.duration * stream.time_base
+        if stream.duration is not None
+        else Fraction(container.duration, av.time_base)
+        if container.duration is not None
         else None
     )
     pts = [r[0] for r in rows]
@@ -165,8 +167,9 @@ def _scan(path: str | os.PathLike[str], container: InputContainer) -> _Scan:
     duration = (end - pts[0]) * time_base
     if declared and not stream.frames and duration < _MIN_COVERAGE * declared:
         raise VideoDecodeError(
-            path, f"truncated: got {len(rows)} of ~{round(declared * rate)} frames "
-            f"({float(duration):.2f} of {float(declared):.2f} s)"
+            path,
+            f"truncated: got {len(rows)} of ~{round(declared * rate)} frames "
+            f"({float(duration):.2f} of {float(declared):.2f} s)",
         )
     info = VideoInfo(len(rows), float(rate), float(duration), stream.width, stream.height)
     return _Scan(

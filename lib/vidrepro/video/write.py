@@ -63,15 +63,15 @@ def write_video(
     path = os.fspath(path)
     fast_start = os.path.splitext(path)[1].lower() in (".mp4", ".mov", ".m4v")
     with av.open(path, "w", options={"movflags": "faststart"} if fast_start else {}) as container:
-        video = container.add_stream(codec or _VIDEO_CODEC, rate=rate,
-                                     options=_REPEATABLE.get(codec or _VIDEO_CODEC, {}))
+        video = container.add_stream(
+            codec or _VIDEO_CODEC, rate=rate, options=_REPEATABLE.get(codec or _VIDEO_CODEC, {})
+        )
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         if gop is not None:
             video.codec_context.gop_size = gop
         # every stream must exist before the first packet is muxed (that writes the header)
         sound = (
-            None if audio is None
-            else container.add_stream("aac", rate=sample_rate, layout="mono")
+            None if audio is None else container.add_stream("aac", rate=sample_rate, layout="mono")
         )
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")

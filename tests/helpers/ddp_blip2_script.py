@@ -15,8 +15,12 @@ if __name__ == "__main__":
     data = Data(captions_root=captions)
     model = pipeline.load("tiny_t5", data)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    train.finetune(model, pipeline.videos(data, "train", 4, train=True),
-                   LoopConfig(steps=3, lr=1e-2), batch_size=2)
+    train.finetune(
+        model,
+        pipeline.videos(data, "train", 4, train=True),
+        LoopConfig(steps=3, lr=1e-2),
+        batch_size=2,
+    )
     rank = torch.distributed.get_rank()
     after = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     torch.save({"before": before, "after": after}, f"{out}/rank{rank}.pt")

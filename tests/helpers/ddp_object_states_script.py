@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from safetensors.torch import save_file
+
 from vidrepro.object_states import pipeline, train
 from vidrepro.object_states.params import EvalParams, TrainParams
 from vidrepro.training import distributed
@@ -20,17 +21,20 @@ if __name__ == "__main__":
     root, out = sys.argv[1], Path(sys.argv[2])
     rank, world = distributed()
     assert world == 2, world
-    p = TrainParams(data_root=root, steps=2, batch_size=2, lr=1e-2, lr_backbone=1e-3,
-                    checkpoint_every=1)
+    p = TrainParams(
+        data_root=root, steps=2, batch_size=2, lr=1e-2, lr_backbone=1e-3, checkpoint_every=1
+    )
     models = train.train(p, out / "ckpt")
     model = models[""][0]
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              out / f"rank{rank}.safetensors")
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, out / f"rank{rank}.safetensors"
+    )
     if rank == 0:
         train.save_run(out / "model", models, p)
     for name, per_category in (("all", 0), ("one", 1)):
-        scores, _ = pipeline.evaluate(model, EvalParams(model="-", data_root=root,
-                                                     videos_per_category=per_category))
+        scores, _ = pipeline.evaluate(
+            model, EvalParams(model="-", data_root=root, videos_per_category=per_category)
+        )
         if rank == 0:
             text = json.dumps(pipeline.scores_json(scores))
             (out / f"scores_{name}.json").write_text(text)

@@ -85,12 +85,16 @@ findings:
 
 def notebook(params_src: str, body: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells = [
         nbformat.v4.new_markdown_cell("# Demo\nA scratch notebook for the runner's tests."),
-        nbformat.v4.new_code_cell('import sys\nif "google.colab" in sys.modules:\n'
-                                  '    %pip install -q vidrepro'),
+        nbformat.v4.new_code_cell(
+            'import sys\nif "google.colab" in sys.modules:\n    %pip install -q vidrepro'
+        ),
         nbformat.v4.new_code_cell(params_src, metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(textwrap.dedent(body).strip()),
     ]
@@ -100,10 +104,14 @@ def notebook(params_src: str, body: str) -> nbformat.NotebookNode:
 def build(root: Path) -> Path:
     """Write the demo project under ``root`` and return it."""
     (root / "notebooks" / "demo").mkdir(parents=True)
-    nbformat.write(notebook("size = 3\nfail = False\nseed = 0", MAKE),
-                   root / "notebooks" / "demo" / "01_make.ipynb")
-    nbformat.write(notebook('artifact = ""\nscale = 1.0', SCORE),
-                   root / "notebooks" / "demo" / "02_score.ipynb")
+    nbformat.write(
+        notebook("size = 3\nfail = False\nseed = 0", MAKE),
+        root / "notebooks" / "demo" / "01_make.ipynb",
+    )
+    nbformat.write(
+        notebook('artifact = ""\nscale = 1.0', SCORE),
+        root / "notebooks" / "demo" / "02_score.ipynb",
+    )
     for scale in P.SCALES:
         d = root / "params" / "demo" / scale
         d.mkdir(parents=True)
@@ -113,7 +121,8 @@ def build(root: Path) -> Path:
     (root / "params" / "tables" / "demo.yaml").write_text(TABLE)
     (root / "results" / "published").mkdir(parents=True)
     (root / "results" / "published" / "demo.yaml").write_text(
-        "source: made up for the test\nrows:\n  plain: {score: 2.5}\n")
+        "source: made up for the test\nrows:\n  plain: {score: 2.5}\n"
+    )
     return root
 
 

@@ -11,20 +11,27 @@ from pathlib import Path
 import numpy as np
 
 from .. import plots
+from ..data.formats import activitynet, changeit, lavis, merlot, videoqa, vist
+from ..data.formats.activitynet import I3D_DIR, VGGISH_DIR
+from ..data.synthetic import datasets
 from ..video import read_audio, sample_frames
-from .formats import activitynet, changeit, lavis, merlot, videoqa, vist
-from .formats.activitynet import I3D_DIR, VGGISH_DIR
-from .synthetic import datasets
 
-STATE_NAMES = {changeit.BACKGROUND: "bg", changeit.INITIAL_STATE: "initial",
-               changeit.ACTION: "action", changeit.END_STATE: "end"}
+STATE_NAMES = {
+    changeit.BACKGROUND: "bg",
+    changeit.INITIAL_STATE: "initial",
+    changeit.ACTION: "action",
+    changeit.END_STATE: "end",
+}
 
 
 def dataset_roots(params) -> dict[str, Path]:
     """Each kind's folder from its ``<kind>_root`` param (see ``datasets.locate``); kinds the
     params have no root for are left out, not generated."""
-    return {kind: datasets.locate(kind, getattr(params, f"{kind}_root"), params.seed, params.size)
-            for kind in datasets.KINDS if hasattr(params, f"{kind}_root")}
+    return {
+        kind: datasets.locate(kind, getattr(params, f"{kind}_root"), params.seed, params.size)
+        for kind in datasets.KINDS
+        if hasattr(params, f"{kind}_root")
+    }
 
 
 def caption_clip(root: Path, split: str = "test", index: int = 0, num_frames: int = 8):
@@ -56,9 +63,11 @@ def qa_video(root: Path, split: str = "val", index: int = 0):
     items = videoqa.by_video(videoqa.read_qa(videoqa.annotation_path(root, split)))
     video_id = list(items)[index]
     frames = sample_frames(videoqa.video_path(root, video_id), num_frames=5)
-    lines = [f"{q.question}  " + " | ".join(("*" if k == q.answer else "") + a
-                                             for k, a in enumerate(q.answers))
-             for q in items[video_id]]
+    lines = [
+        f"{q.question}  "
+        + " | ".join(("*" if k == q.answer else "") + a for k, a in enumerate(q.answers))
+        for q in items[video_id]
+    ]
     fig = plots.frame_grid(frames, [""] * len(frames), ncols=5, width=2.6)
     fig.suptitle("\n".join(lines), fontsize=8, y=0.02, va="top")
     return fig
@@ -66,8 +75,9 @@ def qa_video(root: Path, split: str = "val", index: int = 0):
 
 def story(root: Path, split: str = "val", index: int = 0):
     s = vist.read_stories(root / "sis" / f"{split}.story-in-sequence.json")[index]
-    frames = np.stack([plots.load_image(vist.find_image(root / "images" / split, pid))
-                       for pid in s.photo_ids])
+    frames = np.stack(
+        [plots.load_image(vist.find_image(root / "images" / split, pid)) for pid in s.photo_ids]
+    )
     return plots.frame_grid(frames, list(s.texts), ncols=5, width=2.6)
 
 
@@ -75,17 +85,30 @@ def dense_video(root: Path, split: str = "val_1", index: int = 0):
     """Events of one video for both annotators (val_1, val_2) over its features and sound."""
     import matplotlib.pyplot as plt
 
-    videos = {name: activitynet.read_annotations(root / f"{name}.json")[index]
-              for name in ((split,) if split == "train" else ("val_1", "val_2"))}
+    videos = {
+        name: activitynet.read_annotations(root / f"{name}.json")[index]
+        for name in ((split,) if split == "train" else ("val_1", "val_2"))
+    }
     video = next(iter(videos.values()))
     rgb = activitynet.load_features(root / I3D_DIR, video.video_id, "rgb")  # (S, 1024)
     aud = activitynet.load_features(root / VGGISH_DIR, video.video_id, "audio")  # (S_a, 128)
-    fig, axes = plt.subplots(2 + len(videos), 1, figsize=(11, 2 + 1.3 * len(videos)),
-                             sharex=True, gridspec_kw={"height_ratios": [1, 1] + [1.3] * len(videos)})
+    fig, axes = plt.subplots(
+        2 + len(videos),
+        1,
+        figsize=(11, 2 + 1.3 * len(videos)),
+        sharex=True,
+        gridspec_kw={"height_ratios": [1, 1] + [1.3] * len(videos)},
+    )
     for ax, feats, name in ((axes[0], rgb, "RGB"), (axes[1], aud, "audio")):
         z = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)  # per dimension over time
-        ax.imshow(z.T, aspect="auto", extent=(0, video.duration, 0, feats.shape[1]), cmap="magma",
-                  vmin=-2, vmax=2)
+        ax.imshow(
+            z.T,
+            aspect="auto",
+            extent=(0, video.duration, 0, feats.shape[1]),
+            cmap="magma",
+            vmin=-2,
+            vmax=2,
+        )
         ax.set_ylabel(name, fontsize=8)
         ax.set_yticks([])
     for ax, (name, v) in zip(axes[2:], videos.items()):
@@ -120,8 +143,9 @@ def state_video(root: Path, category: str | None = None, index: int = 0):
     labels = changeit.read_annotation(root, category, vid)
     frames = sample_frames(changeit.find_video(root / "video_root", category, vid), fps=1)
     labels, _ = changeit.align(labels, len(frames))
-    return plots.frame_grid(frames, [STATE_NAMES[int(x)] for x in labels], ncols=12,
-                            caption=f"{category}/{vid}")
+    return plots.frame_grid(
+        frames, [STATE_NAMES[int(x)] for x in labels], ncols=12, caption=f"{category}/{vid}"
+    )
 
 
 def relevance(root: Path):
@@ -133,8 +157,12 @@ def relevance(root: Path):
     for ax, c in zip(axes[0], categories):
         scores = np.array(list(changeit.read_scores(root, c.name).values()))
         weights = changeit.noise_weight(scores, c.centering)
-        ax.hist([scores[weights > 0.5], scores[weights <= 0.5]], bins=12, stacked=True,
-                label=["weight ~1", "weight ~0"])
+        ax.hist(
+            [scores[weights > 0.5], scores[weights <= 0.5]],
+            bins=12,
+            stacked=True,
+            label=["weight ~1", "weight ~0"],
+        )
         ax.axvline(c.centering, color="black", ls="--")
         ax.set_title(c.name, fontsize=8)
     axes[0][0].legend(fontsize=7)
@@ -146,13 +174,18 @@ def summary(roots: dict[str, Path]) -> dict[str, int]:
     """How much of each kind there is: what the data notebook records as its metrics."""
     out: dict[str, int] = {}
     for split in ("train", "val", "test"):
-        refs = lavis.references(lavis.read_captions(roots["captions"] / "annotations" /
-                                                    f"cap_{split}.json"))
+        refs = lavis.references(
+            lavis.read_captions(roots["captions"] / "annotations" / f"cap_{split}.json")
+        )
         out[f"caption_clips_{split}"] = len(refs)
-        out[f"stories_{split}"] = len(vist.read_stories(
-            roots["stories"] / "sis" / f"{split}.story-in-sequence.json"))
-    out["images"] = len(lavis.references(lavis.read_captions(
-        roots["images"] / "annotations" / "cap_train.json", key="image")))
+        out[f"stories_{split}"] = len(
+            vist.read_stories(roots["stories"] / "sis" / f"{split}.story-in-sequence.json")
+        )
+    out["images"] = len(
+        lavis.references(
+            lavis.read_captions(roots["images"] / "annotations" / "cap_train.json", key="image")
+        )
+    )
     out["pretrain_videos"] = len(merlot.read_segments(roots["pretrain"], check_videos=False))
     for split in ("train", "val_1"):
         videos = activitynet.read_annotations(roots["dense"] / f"{split}.json")
@@ -160,11 +193,15 @@ def summary(roots: dict[str, Path]) -> dict[str, int]:
         out[f"dense_events_{split}"] = sum(len(v.events) for v in videos)
     if "qa" in roots:
         for split in ("train", "test"):
-            out[f"qa_questions_{split}"] = len(videoqa.read_qa(videoqa.annotation_path(
-                roots["qa"], split)))
+            out[f"qa_questions_{split}"] = len(
+                videoqa.read_qa(videoqa.annotation_path(roots["qa"], split))
+            )
     categories = changeit.read_categories(roots["states"])
     out["state_categories"] = len(categories)
-    out["state_videos"] = sum(len(changeit.read_scores(roots["states"], c.name)) for c in categories)
-    out["state_videos_annotated"] = sum(len(changeit.annotated_ids(roots["states"], c.name))
-                                        for c in categories)
+    out["state_videos"] = sum(
+        len(changeit.read_scores(roots["states"], c.name)) for c in categories
+    )
+    out["state_videos_annotated"] = sum(
+        len(changeit.annotated_ids(roots["states"], c.name)) for c in categories
+    )
     return out
