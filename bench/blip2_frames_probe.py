@@ -216,7 +216,7 @@ def main() -> None:
         torch.manual_seed(SEED)
         clips = pipeline.videos(p, "train", 1, train=True)
         texts = [e.caption for e in pipeline.images(p).entries]
-        tokenizer = blip2_train.build_tokenizer(texts, [e.caption for e in clips.entries])
+        tokenizer = pipeline.build_tokenizer(texts, [e.caption for e in clips.entries])
         return build.from_config(p.model, tokenizer)
 
     moved, scale = order_invariance(fresh())

@@ -26,7 +26,7 @@ from torch.profiler import ProfilerActivity, profile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
-from vidrepro.blip2_video import build, pipeline, train  # noqa: E402
+from vidrepro.blip2_video import build, pipeline  # noqa: E402
 from vidrepro.blip2_video.params import Data  # noqa: E402
 from vidrepro.metrics.cider import CiderD  # noqa: E402
 from vidrepro.rl.scst import SelfCritical, normalize  # noqa: E402
@@ -67,7 +67,9 @@ def main() -> None:
     model = (
         build.from_pretrained(args.model)
         if args.model
-        else build.from_config("tiny_t5", train.build_tokenizer([e.caption for e in clips.entries]))
+        else build.from_config(
+            "tiny_t5", pipeline.build_tokenizer([e.caption for e in clips.entries])
+        )
     )
     critic = SelfCritical(
         CiderD([[normalize(c) for c in r] for r in clips.refs.values()]),

@@ -33,7 +33,7 @@ def test_stages_train_save_load_and_caption(data, tmp_path):
     clips = pipeline.videos(data, "train", 4, train=True)
     images = pipeline.images(data)
     texts = [e.caption for e in clips.entries] + [e.caption for e in images.entries]
-    model = build.from_config("tiny_t5", train.build_tokenizer(texts))
+    model = build.from_config("tiny_t5", pipeline.build_tokenizer(texts))
     cfg = LoopConfig(steps=15, lr=3e-3, warmup=2)
     text = train.pretrain_text(model, texts, cfg, batch_size=8)
     assert text.values["loss"][-1] < text.values["loss"][0]
@@ -51,7 +51,7 @@ def test_stages_train_save_load_and_caption(data, tmp_path):
     assert len(rl.values["reward"]) == 2 and all(r >= 0 for r in rl.values["reward"])
 
     test = pipeline.videos(data, "test", 4, train=False)
-    captions = train.caption_videos(model, test, num_beams=2, max_new_tokens=8, min_length=2)
+    captions = pipeline.caption_videos(model, test, num_beams=2, max_new_tokens=8, min_length=2)
     assert set(captions) == set(test.refs) and all(
         len(c[0].split()) >= 1 for c in captions.values()
     )
@@ -71,7 +71,9 @@ def _changed(before, model):
 def test_vit_pretrains_alone_then_the_image_text_stage_keeps_vit_and_lm(data):
     torch.manual_seed(0)
     images = pipeline.images(data)
-    model = build.from_config("tiny_t5", train.build_tokenizer([e.caption for e in images.entries]))
+    model = build.from_config(
+        "tiny_t5", pipeline.build_tokenizer([e.caption for e in images.entries])
+    )
     vit, lm = _snapshot(model, "blip2.vision_model."), _snapshot(model, "blip2.language_model.")
     qformer = _snapshot(model, "blip2.qformer.")
     h = train.pretrain_vision(model, images, LoopConfig(steps=12, lr=3e-3, warmup=2), 12)

@@ -123,6 +123,14 @@ def log_output(name: str, path: str | Path) -> Path:
     return path
 
 
+def log_stage(stage: Any) -> dict[str, Any]:
+    """Log what a paper's ``run_<stage>`` returned (:class:`vidrepro.training.Stage`): each
+    output under its name, then the metrics; returns all metrics so far."""
+    for name, path in stage.outputs.items():
+        log_output(name, path)
+    return log_metrics(**stage.metrics)
+
+
 def log_items(items: Any) -> Path:
     """Per-test-item scores (``items.csv``): one row per item, an ``item`` column with the
     dataset's id (so two rows of a table pair up) and one column per metric whose logged value

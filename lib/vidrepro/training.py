@@ -59,6 +59,16 @@ class History:
             self.values.setdefault(k, []).append(float(v))
 
 
+@dataclass
+class Stage:
+    """What a paper's ``run_<stage>(params, out)`` returns: the files later steps read (name ->
+    path; empty on ranks other than 0), the metrics the stage logs, and its training curves."""
+
+    outputs: dict[str, Path]
+    metrics: dict[str, float]
+    history: History
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices only, none on biases and norms (and other 1-d tensors)."""
     decay, no_decay = [], []

@@ -12,15 +12,21 @@ import torch
 from ..data.synthetic.datasets import SIZES, caption_scripts, locate, read_text
 from ..data.synthetic.language import event_kinds
 from ..metrics.captions import score_captions
+from ..text import wordlevel
 from ..training import History, LoopConfig
 from ..video import sample_frames
 from . import build, trainable
-from .data import ImageCaptions, VideoCaptions, to_tensor, transform, uniform_indices
+from .data import ImageCaptions, VideoCaptions, collate, to_tensor, transform, uniform_indices
 from .model import VideoBlip2
 from .params import Data, Optim, PretrainParams
-from .train import build_tokenizer, caption_videos
 
 HISTORY = "history.json"
+
+
+def build_tokenizer(*caption_lists: list[str]):
+    """A word-level tokenizer over every caption the tiny run will see, and the prompts."""
+    corpus = [c for captions in caption_lists for c in captions] + ["a video of"]
+    return wordlevel.build(corpus)
 
 
 def captions_root(p: Data) -> Path:
@@ -148,6 +154,33 @@ def history(folder: str | Path) -> dict[str, list[float]]:
     """Training curves saved beside a model folder ({} for a pretrained or tiny-config one)."""
     path = Path(folder) / HISTORY
     return json.loads(path.read_text())["values"] if path.exists() else {}
+
+
+@torch.no_grad()
+def caption_videos(
+    model: VideoBlip2,
+    videos: VideoCaptions,
+    batch_size: int = 16,
+    num_beams: int = 5,
+    max_new_tokens: int = 32,
+    min_length: int = 5,
+) -> dict:
+    """{image_id: [caption]} by beam search over the evaluation split (the paper's settings)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = {}
+    for start in range(0, len(videos), batch_size):
+        frames, ids = collate(
+            [videos[i] for i in range(start, min(start + batch_size, len(videos)))]
+        )
+        tokens = model.generate(
+            frames.to(device),
+            num_beams=num_beams,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_length,
+        )
+        out.update({i: [c] for i, c in zip(ids, model.decode(tokens))})
+    return out
 
 
 def evaluate(

@@ -21,16 +21,11 @@ from torch import nn
 from .. import launch
 from ..metrics.cider import CiderD
 from ..rl.scst import SelfCritical, normalize
-from ..text import wordlevel
-from ..training import History, LoopConfig, distributed, step_rng, train
+from ..training import History, LoopConfig, Stage, distributed, step_rng, train
+from . import pipeline
 from .data import ImageCaptions, VideoCaptions, collate
 from .model import VideoBlip2, xe_loss
-
-
-def build_tokenizer(*caption_lists: list[str]):
-    """A word-level tokenizer over every caption the tiny run will see, and the prompts."""
-    corpus = [c for captions in caption_lists for c in captions] + ["a video of"]
-    return wordlevel.build(corpus)
+from .params import FinetuneParams, ScstParams
 
 
 def _sample(dataset, n: int, rng: np.random.Generator):
@@ -227,66 +222,66 @@ def scst(
     return train(model, loss_fn, batch, cfg, checkpoint, desc="SCST")
 
 
-@torch.no_grad()
-def caption_videos(
-    model: VideoBlip2,
-    videos: VideoCaptions,
-    batch_size: int = 16,
-    num_beams: int = 5,
-    max_new_tokens: int = 32,
-    min_length: int = 5,
-) -> dict:
-    """{image_id: [caption]} by beam search over the evaluation split (the paper's settings)."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = {}
-    for start in range(0, len(videos), batch_size):
-        frames, ids = collate(
-            [videos[i] for i in range(start, min(start + batch_size, len(videos)))]
-        )
-        tokens = model.generate(
-            frames.to(device),
-            num_beams=num_beams,
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=min_length,
-        )
-        out.update({i: [c] for i, c in zip(ids, model.decode(tokens))})
-    return out
+def run_finetune(p: FinetuneParams, out: Path) -> Stage:
+    """``02_finetune``: cross-entropy on the training clips from ``p.init``; the captions' loss
+    on val before, and on train and val after (``loss_clips`` clips each; 0 skips it). The
+    model goes to ``out/model`` (rank 0), checkpoints to ``out/ckpt``."""
+    model, clips, rank = _start(p, augment=p.augment)
+    views = {s: pipeline.videos(p, s, p.num_frames, train=False) for s in ("train", "val")}
+    loss = lambda split: pipeline.caption_loss(model, views[split], p.loss_clips)
+    losses = {"val_loss_before": loss("val")} if p.loss_clips else {}
+    history = finetune(model, clips, pipeline.loop(p), p.batch_size, p.seed, out / "ckpt")
+    if p.loss_clips:
+        losses.update(train_loss=loss("train"), val_loss=loss("val"))
+    return _finish(model, history, out, rank, final_loss=history.values["loss"][-1], **losses)
 
 
-STAGES = {"finetune": "02_finetune", "scst": "03_scst"}
+def run_scst(p: ScstParams, out: Path) -> Stage:
+    """``03_scst``: self-critical training from ``p.init`` (a finetuned model); the model goes
+    to ``out/model`` (rank 0), checkpoints to ``out/ckpt``."""
+    model, clips, rank = _start(p)
+    history = scst(
+        model,
+        clips,
+        pipeline.loop(p),
+        p.batch_size,
+        k=p.k,
+        baseline=p.baseline,
+        candidates=p.candidates,
+        max_new_tokens=p.max_new_tokens,
+        seed=p.seed,
+        checkpoint=out / "ckpt",
+    )
+    rewards = history.values["reward"]
+    return _finish(model, history, out, rank, reward_first=rewards[0], reward_last=rewards[-1])
 
 
-def main(argv: list[str] | None = None) -> None:
-    """The notebooks' finetuning and SCST stages from the command line (see ``vidrepro.launch``):
-    the model is saved to ``OUT/model`` by rank 0, checkpoints go to ``OUT/ckpt``."""
-    from . import pipeline  # pipeline imports this module
-
-    stage, p, out = launch.parse("blip2_video", STAGES, argv)
+def _start(p: FinetuneParams | ScstParams, augment: bool = False):
+    """Seed, the model with its trainable switches on this process's device, the training
+    clips, and the rank (0 outside ``torchrun``)."""
     torch.manual_seed(p.seed)
     model = pipeline.load(p.init, p, train_vit=p.train_vit, lora=p.lora)
     rank, _ = distributed()  # sets this process's GPU under torchrun
     model.to("cuda" if torch.cuda.is_available() else "cpu")
-    augment = getattr(p, "augment", False)
-    clips = pipeline.videos(p, "train", p.num_frames, train=True, augment=augment)
-    if stage == "finetune":
-        history = finetune(model, clips, pipeline.loop(p), p.batch_size, p.seed, out / "ckpt")
-    else:
-        history = scst(
-            model,
-            clips,
-            pipeline.loop(p),
-            p.batch_size,
-            k=p.k,
-            baseline=p.baseline,
-            candidates=p.candidates,
-            max_new_tokens=p.max_new_tokens,
-            seed=p.seed,
-            checkpoint=out / "ckpt",
-        )
-    if rank == 0:
-        pipeline.save(model, history, out / "model")
-        print(f"saved {out / 'model'}")
+    return model, pipeline.videos(p, "train", p.num_frames, train=True, augment=augment), rank
+
+
+def _finish(model: VideoBlip2, history: History, out: Path, rank: int, **metrics) -> Stage:
+    outputs = {"model": pipeline.save(model, history, out / "model")} if rank == 0 else {}
+    return Stage(outputs, metrics, history)
+
+
+STAGES = {"finetune": "02_finetune", "scst": "03_scst"}
+RUN = {"finetune": run_finetune, "scst": run_scst}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The notebooks' finetuning and SCST stages from the command line (see ``vidrepro.launch``):
+    the same ``run_<stage>`` the notebooks call."""
+    stage, p, out = launch.parse("blip2_video", STAGES, argv)
+    result = RUN[stage](p, out)
+    for name, path in result.outputs.items():
+        print(f"saved {name}: {path}")
 
 
 if __name__ == "__main__":
