@@ -32,6 +32,12 @@ def _sample(dataset, n: int, rng: np.random.Generator):
     return collate([dataset[int(i)] for i in rng.integers(len(dataset), size=n)])
 
 
+def _batches(dataset, batch_size: int, seed: int):
+    """``training.train``'s batch function: ``batch_size`` random items of ``dataset`` per step
+    and rank."""
+    return lambda step, rank, world: _sample(dataset, batch_size, step_rng(seed, step, rank))
+
+
 def pretrain_text(
     model: VideoBlip2,
     texts: list[str],
@@ -124,7 +130,7 @@ def pretrain_vision(
     return train(
         tower,
         loss_fn,
-        lambda s, r, w: _sample(images, batch_size, step_rng(seed, s, r)),
+        _batches(images, batch_size, seed),
         cfg,
         checkpoint,
         desc="ViT (contrastive)",
@@ -148,7 +154,7 @@ def pretrain_image_text(
     return train(
         model,
         _xe_step(model),
-        lambda s, r, w: _sample(images, batch_size, step_rng(seed, s, r)),
+        _batches(images, batch_size, seed),
         cfg,
         checkpoint,
         desc="image-text",
@@ -179,7 +185,7 @@ def finetune(
     return train(
         model,
         _xe_step(model),
-        lambda s, r, w: _sample(videos, batch_size, step_rng(seed, s, r)),
+        _batches(videos, batch_size, seed),
         cfg,
         checkpoint,
         desc="finetune (XE)",
