@@ -14,6 +14,7 @@ from twoprocs import torchrun
 from vidrepro.blip2_video import build, pipeline, train
 from vidrepro.blip2_video.params import Data
 from vidrepro.data.synthetic import datasets
+from vidrepro.history import curves
 from vidrepro.training import LoopConfig
 
 SMALL = replace(datasets.SIZES["tiny"], clips=(12, 2, 4), refs=3, images=12, sentences=60)
@@ -40,7 +41,7 @@ def test_stages_train_save_load_and_caption(data, tmp_path):
     image = train.pretrain_image_text(model, images, cfg, batch_size=8)
     assert len(image.values["loss"]) == 15
     folder = pipeline.save(model, image, tmp_path / "pretrained")
-    assert pipeline.history(folder)["loss"] == image.values["loss"]
+    assert curves(folder)["loss"] == image.values["loss"]
 
     model = pipeline.load(str(folder), data, lora=True)
     ft = train.finetune(
@@ -182,7 +183,7 @@ def test_command_line_stages_save_a_loadable_model(data, tmp_path):
         str(tmp_path / "rl"),
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert len(pipeline.history(tmp_path / "rl" / "model")["reward"]) == 2
+    assert len(curves(tmp_path / "rl" / "model")["reward"]) == 2
     model = pipeline.load(str(tmp_path / "rl" / "model"), data)
     clip = pipeline.videos(data, "test", 2, train=False)[0][0][None]  # (1, T, 3, H, W)
     assert model.decode(model.generate(clip, num_beams=2, max_new_tokens=4))[0]

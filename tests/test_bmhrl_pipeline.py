@@ -3,7 +3,6 @@ RL and evaluation from the command line, DDP with two processes, resuming the RL
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from vidrepro.bmhrl.agent import HierarchicalCaptioner
 from vidrepro.bmhrl.model import BMT
 from vidrepro.bmhrl.params import EvalParams, HrlParams
 from vidrepro.data.synthetic import datasets
+from vidrepro.history import curves
 from vidrepro.metrics import densevid
 
 
@@ -57,7 +57,7 @@ def test_stages_from_the_command_line_save_loadable_models(trained, dense, tmp_p
     warm, critic = trained
     model, vocab, none = pipeline.load(warm)
     assert isinstance(model, BMT) and none is None
-    assert len(json.loads((warm / pipeline.HISTORY).read_text())["values"]["loss"]) == 3
+    assert len(curves(warm)["loss"]) == 3
     agent_dir = run(
         "hrl",
         tmp_path / "hrl",
@@ -73,7 +73,7 @@ def test_stages_from_the_command_line_save_loadable_models(trained, dense, tmp_p
     agent, vocab2, critic_model = pipeline.load(agent_dir)
     assert isinstance(agent, HierarchicalCaptioner) and critic_model is not None
     assert vocab2 == vocab
-    values = pipeline.history(agent_dir)
+    values = curves(agent_dir)
     assert len(values["worker/score"]) == 2 and len(values["manager/score"]) == 1
     # the warm-started BMT inside the agent moved during the worker phase only
     before = dict(model.named_parameters())

@@ -335,7 +335,7 @@ def test_merlot_pretraining_repeats_bit_for_bit(merlot_data):
         if not np.array_equal(np.asarray(a), np.asarray(b))
     ]
     assert not differ, f"{len(differ)} of {len(leaves1)} leaves differ: {differ[:5]}"
-    assert h1.steps == h2.steps and h1.values == h2.values
+    assert h1.step == h2.step and h1.values == h2.values
     assert {"contrastive", "mlm", "temporal"} <= set(h1.values)
     assert any(
         not np.array_equal(a, b)

@@ -16,6 +16,7 @@ SHARED = {
     "text",
     "rl",
     "training",
+    "history",
     "params",
     "paths",
     "plots",

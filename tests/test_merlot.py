@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vidrepro.history import curves
 from vidrepro.merlot import models, story, train
 from vidrepro.merlot import objectives as O
 from vidrepro.merlot.models import Merlot, ModelConfig
@@ -284,7 +285,7 @@ def test_command_line_pretraining_saves_a_loadable_model(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     cfg, params, tokenizer = pipeline.load(tmp_path / "run" / "model")
     assert cfg.image_size == (16, 24) and tokenizer.convert_tokens_to_ids("<start>") == O.START
-    assert len(pipeline.history(tmp_path / "run" / "model")["loss"]) == 2
+    assert len(curves(tmp_path / "run" / "model")["loss"]) == 2
 
 
 def test_blanked_qa_and_stories_keep_the_words_and_black_every_frame():

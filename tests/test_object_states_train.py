@@ -17,6 +17,7 @@ from twoprocs import torchrun
 from vidrepro import params as P
 from vidrepro.data.formats.errors import FormatError
 from vidrepro.data.synthetic import datasets
+from vidrepro.history import curves
 from vidrepro.object_states import pipeline, train
 from vidrepro.object_states.augment import augment_video, video_seeds, video_transform
 from vidrepro.object_states.data import ChangeItData, normalize
@@ -224,7 +225,7 @@ def test_command_line_train_then_evaluate(root, tmp_path):
     train.main(["train", "--out", str(tmp_path / "run"), *over])
     model = tmp_path / "run" / "model"
     assert pipeline.load_models(model)[0].categories == ["inflating_circle"]
-    assert len(pipeline.history(model)["loss"]) == 2
+    assert len(curves(model)["loss"]) == 2
     train.main(
         [
             "evaluate",
@@ -269,7 +270,7 @@ def test_two_processes_train_and_evaluate_like_one(root, tmp_path):
     ranks = [load_file(tmp_path / f"rank{r}.safetensors") for r in range(2)]
     for k in ranks[0]:
         assert torch.equal(ranks[0][k], ranks[1][k]), k  # DDP kept the replicas equal
-    assert len(pipeline.history(tmp_path / "model")["loss"]) == 2
+    assert len(curves(tmp_path / "model")["loss"]) == 2
     for name, per_category in (("all", 0), ("one", 1)):
         two = json.loads((tmp_path / f"scores_{name}.json").read_text())
         one, _ = pipeline.evaluate(

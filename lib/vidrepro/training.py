@@ -16,7 +16,7 @@ import math
 import os
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-CKPT_WEIGHTS, CKPT_STATE, CKPT_HISTORY = "trainable.safetensors", "optimizer.pt", "history.json"
+from .history import FILE as HISTORY
+from .history import History
+
+CKPT_WEIGHTS, CKPT_STATE = "trainable.safetensors", "optimizer.pt"
 
 
 @dataclass
@@ -44,19 +47,6 @@ class LoopConfig:
     precision: str = "fp32"  # or "bf16"
     checkpoint_every: int = 100
     log_every: int = 10
-
-
-@dataclass
-class History:
-    """Logged values per step: what the notebooks plot as training curves."""
-
-    step: list[int] = field(default_factory=list)
-    values: dict[str, list[float]] = field(default_factory=dict)
-
-    def log(self, step: int, stats: dict[str, float]) -> None:
-        self.step.append(step)
-        for k, v in stats.items():
-            self.values.setdefault(k, []).append(float(v))
 
 
 @dataclass
@@ -120,7 +110,7 @@ class Checkpoint:
         self.folder = Path(folder)
 
     def exists(self) -> bool:
-        return (self.folder / CKPT_HISTORY).exists()
+        return (self.folder / HISTORY).exists()
 
     def save(
         self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, history: History
@@ -132,21 +122,16 @@ class Checkpoint:
         for name, write in (
             (CKPT_WEIGHTS, lambda p: save_file(weights, p)),
             (CKPT_STATE, lambda p: torch.save(optimizer.state_dict(), p)),
-            (
-                CKPT_HISTORY,
-                lambda p: p.write_text(
-                    json.dumps({"step": step, "steps": history.step, "values": history.values})
-                ),
-            ),
         ):
             tmp = self.folder / (name + ".tmp")
             write(tmp)
-            os.replace(tmp, self.folder / name)  # history last: it marks a complete checkpoint
+            os.replace(tmp, self.folder / name)
+        history.save(self.folder, step=step)  # last: it marks a complete checkpoint
 
     def load(
         self, model: nn.Module, optimizer: torch.optim.Optimizer | None
     ) -> tuple[int, History]:
-        meta = json.loads((self.folder / CKPT_HISTORY).read_text())
+        meta = json.loads((self.folder / HISTORY).read_text())
         weights = load_file(self.folder / CKPT_WEIGHTS)
         params = dict(model.named_parameters())
         missing = set(weights) - set(params)
@@ -159,7 +144,7 @@ class Checkpoint:
                 params[name].copy_(value)
         if optimizer is not None:
             optimizer.load_state_dict(torch.load(self.folder / CKPT_STATE, weights_only=True))
-        return meta["step"], History(meta["steps"], meta["values"])
+        return meta["step"], History.load(self.folder)
 
 
 def train(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -11,16 +10,15 @@ import torch
 
 from ..data.synthetic.datasets import SIZES, caption_scripts, locate, read_text
 from ..data.synthetic.language import event_kinds
+from ..history import History
 from ..metrics.captions import score_captions
 from ..text import wordlevel
-from ..training import History, LoopConfig
+from ..training import LoopConfig
 from ..video import sample_frames
 from . import build, trainable
 from .data import ImageCaptions, VideoCaptions, collate, to_tensor, transform, uniform_indices
 from .model import VideoBlip2
 from .params import Data, Optim, PretrainParams
-
-HISTORY = "history.json"
 
 
 def build_tokenizer(*caption_lists: list[str]):
@@ -146,14 +144,8 @@ def load(init: str, p: Data, train_vit: bool = False, lora: bool = False) -> Vid
 def save(model: VideoBlip2, history: History, folder: Path) -> Path:
     """The model folder plus its training curves (``history.json``) for the evaluation notebook."""
     build.save(model, folder)
-    (folder / HISTORY).write_text(json.dumps({"steps": history.step, "values": history.values}))
+    history.save(folder)
     return folder
-
-
-def history(folder: str | Path) -> dict[str, list[float]]:
-    """Training curves saved beside a model folder ({} for a pretrained or tiny-config one)."""
-    path = Path(folder) / HISTORY
-    return json.loads(path.read_text())["values"] if path.exists() else {}
 
 
 @torch.no_grad()

@@ -9,7 +9,6 @@ A model folder holds ``bmt.json`` (the BMT config), ``vocab.json``, ``model.safe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,9 +18,10 @@ from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
 from ..data.synthetic.datasets import locate
+from ..history import History
 from ..metrics.densevid import meteor_process, score_videos, summarize, video_means
 from ..paths import data_path
-from ..training import History, step_rng
+from ..training import step_rng
 from .agent import AgentConfig, HierarchicalCaptioner, SegmentCritic
 from .data import END_ID, Batch, DenseCaptions, Vocab, collate, train_sentences
 from .embeddings import read_glove, train_embeddings
@@ -34,7 +34,7 @@ BMT_CONFIG, AGENT_CONFIG, VOCAB, WEIGHTS = (
     "vocab.json",
     "model.safetensors",
 )
-CRITIC_WEIGHTS, HISTORY = "critic.safetensors", "history.json"
+CRITIC_WEIGHTS = "critic.safetensors"
 EVAL_SPLITS = ("val_1", "val_2")  # two annotators of the same videos; BMT averages the two
 
 
@@ -109,7 +109,7 @@ def save(
         save_model(critic, str(folder / CRITIC_WEIGHTS))
     vocab.save(folder / VOCAB)
     save_model(model, str(folder / WEIGHTS))
-    (folder / HISTORY).write_text(json.dumps({"steps": history.step, "values": history.values}))
+    history.save(folder)
     return folder
 
 
@@ -155,7 +155,7 @@ def save_critic(
     cfg.to_json(folder / AGENT_CONFIG)
     save_model(critic, str(folder / CRITIC_WEIGHTS))
     vocab.save(folder / VOCAB)
-    (folder / HISTORY).write_text(json.dumps({"steps": history.step, "values": history.values}))
+    history.save(folder)
     return folder
 
 
@@ -172,11 +172,6 @@ def load_critic(
     critic = SegmentCritic.from_config(cfg, len(vocab))
     load_model(critic, str(folder / CRITIC_WEIGHTS))
     return critic.eval(), cfg, vocab
-
-
-def history(folder: str | Path) -> dict[str, list[float]]:
-    path = Path(folder) / HISTORY
-    return json.loads(path.read_text())["values"] if path.exists() else {}
 
 
 # --- captioning and evaluation -------------------------------------------------------------------

@@ -7,7 +7,6 @@ pickle), the tokenizer and ``history.json`` (training curves).
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -18,6 +17,7 @@ from flax import serialization
 
 from ..data.formats import merlot as merlot_format
 from ..data.synthetic.datasets import locate
+from ..history import History
 from ..paths import data_path
 from . import objectives as O
 from . import story, train
@@ -33,7 +33,7 @@ from .input_pipeline import (
 from .models import ModelConfig, init_params
 from .params import Data, FinetuneParams, PretrainParams, StoryParams
 
-CONFIG, PARAMS, HISTORY = "config.json", "params.msgpack", "history.json"
+CONFIG, PARAMS = "config.json", "params.msgpack"
 
 
 def roots(p: Data) -> dict[str, Path]:
@@ -88,14 +88,14 @@ def new_model(name: str, tokenizer, hw: tuple[int, int], precision: str = "fp32"
     return cfg, jax.jit(partial(init_params, cfg))(jax.random.key(seed))
 
 
-def save(folder: Path, cfg: ModelConfig, params, tokenizer, history: train.History) -> Path:
+def save(folder: Path, cfg: ModelConfig, params, tokenizer, history: History) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CONFIG).write_text(cfg.to_json())
     (folder / PARAMS).write_bytes(
         serialization.msgpack_serialize(jax.tree_util.tree_map(np.asarray, jax.device_get(params)))
     )
     tokenizer.save_pretrained(folder)
-    (folder / HISTORY).write_text(json.dumps({"steps": history.steps, "values": history.values}))
+    history.save(folder)
     return folder
 
 
@@ -119,11 +119,6 @@ def load_or_new(model: str, p: Data):
     tokenizer = tokenizer_for(p)
     cfg, params = new_model(model, tokenizer, p.frame_hw, seed=p.seed)
     return cfg, params, tokenizer
-
-
-def history(folder: str | Path) -> dict[str, list[float]]:
-    path = Path(folder) / HISTORY
-    return json.loads(path.read_text())["values"] if path.exists() else {}
 
 
 # --- stages ----------------------------------------------------------------------------------

@@ -9,10 +9,9 @@ same ``jax.jit`` step runs on one CPU, 8 fake CPU devices in the tests, a GPU, o
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from ..history import FILE as HISTORY
+from ..history import History
 from . import objectives as O
 from .models import Merlot, ModelConfig, shuffled_offset
 
@@ -216,36 +217,21 @@ def _cached_step(loss_fn, tx, mesh, fsdp, structure, shardings):
 
 # --- checkpoints and the loop --------------------------------------------------------------------
 
-STATE_FILE, HISTORY_FILE = "state.msgpack", "history.json"
-
-
-@dataclass
-class History:
-    steps: list[int] = field(default_factory=list)
-    values: dict[str, list[float]] = field(default_factory=dict)
-
-    def log(self, step: int, metrics: dict) -> None:
-        self.steps.append(step)
-        for k, v in metrics.items():
-            self.values.setdefault(k, []).append(float(v))
+STATE_FILE = "state.msgpack"
 
 
 def save_checkpoint(folder: Path, state: TrainState, history: History) -> None:
     """Atomic: the state, then the history, which marks a complete checkpoint."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, data in (
-        (STATE_FILE, serialization.to_bytes(jax.device_get(state))),
-        (HISTORY_FILE, json.dumps({"steps": history.steps, "values": history.values}).encode()),
-    ):
-        tmp = folder / (name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, folder / name)
+    tmp = folder / (STATE_FILE + ".tmp")
+    tmp.write_bytes(serialization.to_bytes(jax.device_get(state)))
+    os.replace(tmp, folder / STATE_FILE)
+    history.save(folder)
 
 
 def load_checkpoint(folder: Path, template: TrainState) -> tuple[TrainState, History]:
     state = serialization.from_bytes(template, (folder / STATE_FILE).read_bytes())
-    meta = json.loads((folder / HISTORY_FILE).read_text())
-    return state, History(meta["steps"], meta["values"])
+    return state, History.load(folder)
 
 
 def fit(
@@ -271,7 +257,7 @@ def fit(
     the steps in ``val_step``."""
     mesh = mesh or make_mesh()
     history = History()
-    if checkpoint and (checkpoint / HISTORY_FILE).exists():
+    if checkpoint and (checkpoint / HISTORY).exists():
         state, history = load_checkpoint(checkpoint, state)
     shardings = param_sharding(mesh, state, fsdp)
     # A copy: the step donates its input, which must not delete the caller's arrays.

@@ -27,17 +27,18 @@ from tqdm.auto import tqdm
 
 from ..data.formats import changeit
 from ..data.synthetic.datasets import locate
+from ..history import History
 from ..metrics import states as metrics
 from ..metrics.constraint import best_state_change
 from ..metrics.states import StateScores, VideoPrediction
 from ..paths import data_path
-from ..training import History, distributed
+from ..training import distributed
 from .data import ChangeItData, TestVideo, decode, normalize
 from .model import META_FILE, ClipClassifier, tiny_names
 from .params import Data, EvalParams
 from .targets import no_grad_probs
 
-HISTORY, PARAMS = "history.json", "params.json"
+PARAMS = "params.json"
 
 
 def device() -> torch.device:
@@ -69,7 +70,7 @@ def dataset(
 
 def save(folder: str | Path, model: ClipClassifier, history: History, p: Data) -> Path:
     folder = model.save(folder)
-    (folder / HISTORY).write_text(json.dumps({"steps": history.step, "values": history.values}))
+    history.save(folder)
     (folder / PARAMS).write_text(json.dumps(p.model_dump(mode="json"), indent=2) + "\n")
     return folder
 
@@ -101,10 +102,6 @@ def load_or_new(model: str | Path, p: Data) -> list[ClipClassifier]:
     ]
     torch.manual_seed(p.seed)
     return [ClipClassifier.from_config(str(model), names).to(device())]
-
-
-def history(folder: str | Path) -> dict[str, list[float]]:
-    return json.loads((Path(folder) / HISTORY).read_text())["values"]
 
 
 # --- evaluation ----------------------------------------------------------------------------
