@@ -105,9 +105,9 @@ def constant_caption() -> tuple[tuple[str, ...], float, float]:
     return best, score(best, "train"), score(best, "test")
 
 
-def single_object_photos(p: PretrainParams) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """(N, 1, 3, S, S) photos holding one object, with its shape and colour indices."""
-    images = pipeline.images(p)
+def single_object_photos(images) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(N, 1, 3, S, S) photos of the image corpus holding one object, with its shape and colour
+    indices."""
     words = sorted(((w, s) for s, ws in SHAPE_WORDS.items() for w in ws), key=lambda x: -len(x[0]))
     seen, frames, shapes, colours = set(), [], [], []
     for i, e in enumerate(images.entries):
@@ -212,22 +212,25 @@ def main() -> None:
     )
     t0 = time.perf_counter()
 
+    images = pipeline.images(p)
+    clips = pipeline.videos(p, "train", 1, train=True)
+    tokenizer = pipeline.build_tokenizer(
+        [e.caption for e in images.entries], [e.caption for e in clips.entries]
+    )
+
     def fresh() -> blip2_train.VideoBlip2:
         torch.manual_seed(SEED)
-        clips = pipeline.videos(p, "train", 1, train=True)
-        texts = [e.caption for e in pipeline.images(p).entries]
-        tokenizer = pipeline.build_tokenizer(texts, [e.caption for e in clips.entries])
         return build.from_config(p.model, tokenizer)
 
     moved, scale = order_invariance(fresh())
-    events, clips = event_shares()
+    event_share, clip_share = event_shares()
     print(
         f"frame order: the visual prefix moves by at most {moved:.1e} when 8 frames are "
         f"reversed or shuffled (its mean magnitude {scale:.2f})"
     )
     print(
-        f"test clips: {events:.0%} of the events read as another event backwards; "
-        f"{clips:.0%} of the clips hold at least one"
+        f"test clips: {event_share:.0%} of the events read as another event backwards; "
+        f"{clip_share:.0%} of the clips hold at least one"
     )
     combo, train_f1, test_f1 = constant_caption()
     print(
@@ -235,7 +238,7 @@ def main() -> None:
         f"({train_f1:.3f} on train, where it was chosen)"
     )
 
-    x, shapes, colours = single_object_photos(p)
+    x, shapes, colours = single_object_photos(images)
     n_train = int(len(x) * 0.8)
     print(
         f"{len(x)} single-object photos ({n_train} to fit, {len(x) - n_train} held out), "
@@ -250,7 +253,7 @@ def main() -> None:
     model = fresh()
     blip2_train.pretrain_vision(
         model,
-        pipeline.images(p),
+        images,
         LoopConfig(steps=p.vit_steps, lr=p.vit_lr, warmup=p.vit_steps // 10),
         2 * p.batch_size,
         p.seed,

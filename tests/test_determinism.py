@@ -262,10 +262,10 @@ def test_merlot_pretraining_repeats_bit_for_bit(merlot_data):
     loss and optimizer) and start from parameters of ``init_params``' shapes drawn by numpy from
     the seed (JAX's own key-to-init path is not what this test is about)."""
     import jax
+    from test_merlot import MICRO
 
     from vidrepro.merlot import models, pipeline, train
     from vidrepro.merlot.input_pipeline import Pretraining
-    from vidrepro.merlot.models import ModelConfig
     from vidrepro.merlot.params import PretrainParams
 
     p = PretrainParams(
@@ -280,20 +280,7 @@ def test_merlot_pretraining_repeats_bit_for_bit(merlot_data):
         shuffle_prob=0.5,
     )
     tokenizer = pipeline.tokenizer_for(p)
-    cfg = ModelConfig(
-        vocab_size=-(-len(tokenizer) // 64) * 64,
-        image_size=p.frame_hw,
-        stem_width=8,
-        stages=((8, 1, 2), (16, 1, 2)),
-        vit_width=16,
-        vit_layers=1,
-        vit_heads=2,
-        hidden=32,
-        layers=2,
-        heads=2,
-        text_len=6,
-        max_segments=6,
-    )
+    cfg = replace(MICRO, vocab_size=-(-len(tokenizer) // 64) * 64, image_size=p.frame_hw)
     shapes = jax.eval_shape(partial(models.init_params, cfg), jax.random.key(0))
 
     def init(seed):

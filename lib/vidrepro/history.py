@@ -37,8 +37,14 @@ class History:
 
     @classmethod
     def load(cls, folder: str | Path) -> History:
-        meta = json.loads((Path(folder) / FILE).read_text())
-        return cls(meta["steps"], meta["values"])
+        return read(folder)[0]
+
+
+def read(folder: str | Path) -> tuple[History, dict]:
+    """The history saved in ``folder`` and the whole record, with the extra keys it was saved
+    with (a checkpoint's step)."""
+    meta = json.loads((Path(folder) / FILE).read_text())
+    return History(meta["steps"], meta["values"]), meta
 
 
 def curves(folder: str | Path) -> dict[str, list[float]]:

@@ -11,7 +11,6 @@ stopped. Checkpoints hold the trainable parameters (safetensors) and the optimiz
 from __future__ import annotations
 
 import atexit
-import json
 import math
 import os
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .history import FILE as HISTORY
 from .history import History
+from .history import read as read_history
 
 CKPT_WEIGHTS, CKPT_STATE = "trainable.safetensors", "optimizer.pt"
 
@@ -131,7 +131,6 @@ class Checkpoint:
     def load(
         self, model: nn.Module, optimizer: torch.optim.Optimizer | None
     ) -> tuple[int, History]:
-        meta = json.loads((self.folder / HISTORY).read_text())
         weights = load_file(self.folder / CKPT_WEIGHTS)
         params = dict(model.named_parameters())
         missing = set(weights) - set(params)
@@ -144,7 +143,8 @@ class Checkpoint:
                 params[name].copy_(value)
         if optimizer is not None:
             optimizer.load_state_dict(torch.load(self.folder / CKPT_STATE, weights_only=True))
-        return meta["step"], History.load(self.folder)
+        history, meta = read_history(self.folder)
+        return meta["step"], history
 
 
 def train(
