@@ -17,7 +17,7 @@ from vidrepro.bmhrl.model import BMT
 from vidrepro.bmhrl.params import EvalParams, HrlParams
 from vidrepro.data.synthetic import datasets
 from vidrepro.history import curves
-from vidrepro.metrics import densevid
+from vidrepro.metrics import captions
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +88,12 @@ def test_evaluation_scores_both_annotation_sets(trained, dense, monkeypatch):
     model, vocab, critic = pipeline.load_or_new(p.model, p)
     started = []
 
-    class CountedMeteor(densevid.Meteor):
+    class CountedMeteor(captions.Meteor):
         def __init__(self):
             super().__init__()
             started.append(self)
 
-    monkeypatch.setattr(densevid, "Meteor", CountedMeteor)
+    monkeypatch.setattr(captions, "Meteor", CountedMeteor)
     scores, records, _ = pipeline.evaluate(model, critic, vocab, p, [0.5])
     assert len(started) == 1  # one METEOR process for val_1 and val_2
     for metric in ("METEOR", "Bleu_4", "CIDEr"):

@@ -19,7 +19,7 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 
-from vidrepro.metrics import densevid
+from vidrepro.metrics import captions, densevid
 from vidrepro.metrics.captions import METRICS
 from vidrepro.metrics.densevid import (
     TIOUS,
@@ -254,7 +254,7 @@ def perfect_and_absent() -> dict[str, Any]:
         return real_tokenize(captions)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(densevid, "Meteor", _RecordingMeteor)
+        mp.setattr(captions, "Meteor", _RecordingMeteor)
         mp.setattr(densevid, "tokenize", counting_tokenize)
         mp.setattr(_RecordingMeteor, "instances", [])
         per_video = score_videos(REFS_AB, {"A": PERFECT})
@@ -369,8 +369,8 @@ def test_scores_are_per_video_means_with_garbage_units(monkeypatch: pytest.Monke
     the test can tell them apart).
     """
     monkeypatch.setattr(densevid, "tokenize", lambda caps: {k: list(v) for k, v in caps.items()})
-    monkeypatch.setattr(densevid, "Meteor", _FakeMeteor)
-    monkeypatch.setattr(densevid, "close_meteor", lambda m: setattr(m, "closed", True))
+    monkeypatch.setattr(captions, "Meteor", _FakeMeteor)
+    monkeypatch.setattr(captions, "close_meteor", lambda m: setattr(m, "closed", True))
     monkeypatch.setattr(_FakeMeteor, "instances", [])
     scores = evaluate_dense_captions(REFS_MIX, PREDS_MIX)
 
@@ -406,7 +406,7 @@ def test_a_callers_meteor_serves_every_evaluation(monkeypatch: pytest.MonkeyPatc
     def no_process() -> None:
         raise AssertionError("started a METEOR process although one was given")
 
-    monkeypatch.setattr(densevid, "Meteor", no_process)
+    monkeypatch.setattr(captions, "Meteor", no_process)
     monkeypatch.setattr(
         densevid,
         "tokenize",

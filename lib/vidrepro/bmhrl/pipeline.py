@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from ..data.synthetic.datasets import locate
 from ..history import History
-from ..metrics.densevid import meteor_process, score_videos, summarize, video_means
+from ..metrics.captions import meteor_process
+from ..metrics.densevid import score_videos, summarize, video_means
 from ..paths import data_path
 from ..training import step_rng
 from .agent import AgentConfig, HierarchicalCaptioner, SegmentCritic

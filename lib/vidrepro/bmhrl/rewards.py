@@ -22,6 +22,7 @@ joined by spaces, specials left out), so references should be normalised the sam
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from types import TracebackType
@@ -30,10 +31,9 @@ from typing import Protocol, Self
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pycocoevalcap.meteor.meteor import Meteor
 from torch import Tensor
 
-from ..metrics.captions import close_meteor, require_java
+from ..metrics.captions import meteor_process, require_java
 from ..metrics.cider import CiderD
 from .data import END_ID, PAD_ID, SPECIALS, Vocab
 
@@ -120,7 +120,8 @@ class MeteorScorer:
 
     def __init__(self) -> None:
         require_java()
-        self.meteor = Meteor()
+        self._process = contextlib.ExitStack()
+        self.meteor = self._process.enter_context(meteor_process())
         self._closed = False
 
     def score(self, candidates: Sequence[str], refs: Sequence[Sequence[str]]) -> np.ndarray:
@@ -160,7 +161,7 @@ class MeteorScorer:
         """Stop the Java process (pycocoevalcap only does it on garbage collection)."""
         if not self._closed:
             self._closed = True
-            close_meteor(self.meteor)
+            self._process.close()
 
     def __enter__(self) -> Self:
         return self

@@ -7,7 +7,8 @@ code, not a reimplementation. Scores keep pycocoevalcap's scale (0-1, CIDEr
 0-10), not the x100 of most papers.
 
 METEOR and the PTB tokenizer are Java programs: one evaluation starts Java once
-for the tokenizer and once for METEOR, and stops both before returning.
+for the tokenizer and once for METEOR, and stops both before returning. Every
+METEOR process of the kit comes from :func:`meteor_process`.
 
 ``score_captions`` also returns per-item scores (for per-item tables and
 paired comparisons); ``item_name`` says which of them average to the corpus
@@ -19,8 +20,9 @@ use, which this kit does not assume it can do.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
@@ -88,11 +90,8 @@ def score_captions(
         for name, score, scores in zip(METRICS[:4], bleu, sentence):
             corpus[name], per_item[name] = score, scores
     if "METEOR" in metrics:
-        meteor = Meteor()
-        try:
+        with meteor_process() as meteor:
             corpus["METEOR"], per_item["METEOR"] = meteor.compute_score(gts_tok, res_tok)
-        finally:
-            close_meteor(meteor)
     if "ROUGE_L" in metrics:
         corpus["ROUGE_L"], per_item["ROUGE_L"] = Rouge().compute_score(gts_tok, res_tok)
     if "CIDEr" in metrics:
@@ -157,6 +156,16 @@ def require_java() -> None:
             "`java` is on PATH. Install one, e.g. `apt-get install default-jre` or "
             "`conda install openjdk`, then make sure `java -version` works."
         )
+
+
+@contextlib.contextmanager
+def meteor_process() -> Iterator[Meteor]:
+    """One METEOR (Java) process, however many sets it scores, stopped on exit."""
+    meteor = Meteor()
+    try:
+        yield meteor
+    finally:
+        close_meteor(meteor)
 
 
 def close_meteor(meteor: Meteor) -> None:

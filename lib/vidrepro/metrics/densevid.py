@@ -87,7 +87,7 @@ import contextlib
 import math
 import random
 import string
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from pycocoevalcap.bleu.bleu import Bleu
@@ -95,7 +95,7 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 
-from vidrepro.metrics.captions import METRICS, close_meteor, tokenize
+from vidrepro.metrics.captions import METRICS, meteor_process, tokenize
 
 TIOUS = (0.3, 0.5, 0.7, 0.9)
 DETECTION_METRICS = ("Recall", "Precision")
@@ -504,17 +504,6 @@ def _unit_texts(
         )
         for u in units
     ]
-
-
-@contextlib.contextmanager
-def meteor_process() -> Iterator[Meteor]:
-    """One METEOR (Java) process for a whole evaluation, however many videos, thresholds and
-    reference sets it scores (the original started one per video); stopped on exit."""
-    meteor = Meteor()
-    try:
-        yield meteor
-    finally:
-        close_meteor(meteor)
 
 
 def _zeros() -> dict[str, float]:
