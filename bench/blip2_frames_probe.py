@@ -19,13 +19,20 @@
    trained on the shape labels themselves (through either pool); then a small CNN trained on the same labels, as the
    measure of what the pixels hold.
 
+4. With ``--model`` (a finetuned model folder, e.g. ``02_finetune``'s ``model`` output): how much
+   the model reads the clip at all, as the test references' loss under their own clip's frames
+   against under the frames of the next clip in the split (a different scene): a model that
+   reads only the language prior scores the two alike.
+
 Fixed seeds: every number repeats on the same machine. Six to twelve minutes on 2 cores.
 
-    python bench/blip2_frames_probe.py
+    python bench/blip2_frames_probe.py [--model runs/tiny/blip2_video/02_finetune/<key>/model]
 """
 
 from __future__ import annotations
 
+import argparse
+import copy
 import itertools
 import re
 import sys
@@ -43,7 +50,7 @@ sys.path.insert(0, str(ROOT / "lib"))  # runnable from a checkout without instal
 
 from vidrepro.blip2_video import build, pipeline  # noqa: E402
 from vidrepro.blip2_video import train as blip2_train  # noqa: E402
-from vidrepro.blip2_video.params import PretrainParams  # noqa: E402
+from vidrepro.blip2_video.params import FinetuneParams, PretrainParams  # noqa: E402
 from vidrepro.data.synthetic import language  # noqa: E402
 from vidrepro.data.synthetic.datasets import SIZES, caption_scripts  # noqa: E402
 from vidrepro.data.synthetic.language import SHAPE_WORDS, event_kinds  # noqa: E402
@@ -246,7 +253,20 @@ def small_cnn() -> nn.Module:
     )
 
 
+def own_and_other_frames(folder: str, p: FinetuneParams) -> tuple[float, float]:
+    """The test references' loss per token under their own clip's frames, and under the next
+    clip's frames (each clip's references paired with its neighbour's video)."""
+    model = pipeline.load(folder, p).eval()
+    clips = pipeline.videos(p, "test", p.num_frames, train=False)
+    other = copy.copy(clips)
+    other.refs = {i: clips.refs[j] for i, j in zip(clips.ids, clips.ids[1:] + clips.ids[:1])}
+    return pipeline.caption_loss(model, clips), pipeline.caption_loss(model, other)
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="", help="a finetuned model folder to read (4.)")
+    args = parser.parse_args()
     torch.set_num_threads(1)
     p = PretrainParams(
         **yaml.safe_load((ROOT / "params/blip2_video/tiny/01_pretrain.yaml").read_text())
@@ -309,6 +329,15 @@ def main() -> None:
     torch.manual_seed(SEED)
     acc = supervised(small_cnn(), nn.Linear(64, 4), x, shapes, n_train)
     print(f"3-layer CNN trained on the shape labels ({SHAPE_STEPS} steps): shape {acc:.3f}")
+    if args.model:
+        fp = FinetuneParams(
+            **yaml.safe_load((ROOT / "params/blip2_video/tiny/02_finetune.yaml").read_text())
+        )
+        own, other = own_and_other_frames(args.model, fp)
+        print(
+            f"{args.model}: test references' loss {own:.3f} with their own clip's frames, "
+            f"{other:.3f} with the next clip's ({fp.num_frames} frames)"
+        )
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 

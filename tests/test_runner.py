@@ -101,8 +101,12 @@ def test_reproduce_shares_steps_reuses_and_writes_results(demo_root):
     tables.reproduce("demo", "tiny", root=demo_root, progress=False)
     assert len(executions(demo_root)) == 3  # unchanged inputs: everything reused
 
+    left = [m.parent / "ckpt" for m in (demo_root / "runs").rglob("metrics.json")]
+    for ckpt in left:  # what a training step leaves, and would resume from
+        ckpt.mkdir()
     tables.reproduce("demo", "tiny", root=demo_root, progress=False, force=True)
     assert len(executions(demo_root)) == 6
+    assert not any(ckpt.exists() for ckpt in left)  # forced: started from nothing
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -309,6 +310,8 @@ def run_row(
     for step in row.steps:
         nb, params, key, folder = _located(root, spec, step, scale, done, code, seed, workdir)
         with locks(key):
+            if force and key not in ran and folder.exists():
+                _discard(folder)
             if (not force or key in ran) and runs.is_finished(folder, key):
                 done[step.id] = runs.RunResult(folder, runs.read_record(folder))
                 tqdm.write(f"[{tag}] {step.id}: reused {_shown(folder, root)}")
@@ -321,6 +324,14 @@ def run_row(
             )
             ran.add(key)
     return done
+
+
+def _discard(folder: Path) -> None:
+    """Move a step folder aside, then delete it: a forced rerun starts from nothing, not from
+    the checkpoints of the last run (which would resume at their final step and train nothing)."""
+    aside = folder.with_name(f"{folder.name}.discarded-{os.getpid()}")
+    folder.rename(aside)
+    shutil.rmtree(aside)
 
 
 def _interleaved(
