@@ -13,11 +13,10 @@
    scored on test. A captioner recognises events only where it beats that.
 3. Shape and colour in the tiny ViT. Ridge probes (strength picked on the last 20% of the
    training photos) on the frozen ViT's features (class token with the mean, or the maximum, of
-   the patch tokens) of
-   single-object photos from the images kind, predicting the object's shape and colour, for the
-   ViT left random, pretrained as ``01_pretrain`` does (contrastive, same steps and batch) and
-   trained on the shape labels themselves (through either pool); then a small CNN trained on the same labels, as the
-   measure of what the pixels hold.
+   the patch tokens) of single-object photos from the images kind, predicting the object's
+   shape and colour, for the ViT left random, pretrained as ``01_pretrain`` does (contrastive,
+   same steps and batch) and trained on the shape labels themselves (through either pool); then
+   a small CNN trained on the same labels, as the measure of what the pixels hold.
 
 4. With ``--model`` (a finetuned model folder, e.g. ``02_finetune``'s ``model`` output): how much
    the model reads the clip at all, as the test references' loss under their own clip's frames
