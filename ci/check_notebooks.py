@@ -1,5 +1,6 @@
 """Notebook hygiene for CI: outputs stripped, one `parameters` cell, markdown intro, Colab cell,
-thin cells, and the parameters cell equal to the tiny YAML. `--fix` strips outputs in place."""
+thin cells, the parameters cell equal to the tiny YAML, the Colab cell and badge as
+`vidrepro.colab` writes them. `--fix` strips outputs and rewrites Colab cells in place."""
 
 import argparse
 import sys
@@ -10,7 +11,9 @@ from vidrepro.paths import project_root
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--fix", action="store_true", help="strip outputs before checking")
+    parser.add_argument(
+        "--fix", action="store_true", help="strip outputs, rewrite Colab cells before checking"
+    )
     args = parser.parse_args()
     root = project_root()
     found = []
@@ -18,7 +21,9 @@ def main() -> int:
     for path in paths:
         if args.fix and notebooks.strip(path):
             print(f"stripped {path.relative_to(root)}")
-        found += notebooks.problems(path, root)
+        if args.fix and notebooks.write_colab(path, root):
+            print(f"Colab cell and badge rewritten: {path.relative_to(root)}")
+        found += notebooks.problems(path, root) + notebooks.colab_problems(path, root)
     for msg in found:
         print(msg, file=sys.stderr)
     print(f"checked {len(paths)} notebooks: {len(found)} problems")

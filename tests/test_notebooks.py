@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from demo_project import notebook
 
-from vidrepro import cli, notebooks, params, tables
+from vidrepro import cli, colab, notebooks, params, tables
 from vidrepro.paths import project_root
 
 ROOT = project_root()
@@ -84,3 +84,23 @@ def test_repo_tables_and_params_validate_at_both_scales(capsys):
     assert cli.main(["check"]) == 0
     out = capsys.readouterr().out
     assert out.count("ok  ") >= len(tables.available_tables(ROOT)) * 2
+
+
+def test_colab_cell_and_badge_are_written_from_one_place(tmp_path):
+    source = ROOT / "notebooks" / "bmhrl" / "01_warmstart.ipynb"
+    path = tmp_path / "notebooks" / "bmhrl" / "01_warmstart.ipynb"
+    path.parent.mkdir(parents=True)
+    path.write_text(source.read_text())
+    assert notebooks.colab_problems(path, tmp_path) == []
+    assert "colab.setup(java=True)" in colab.cell("bmhrl")  # METEOR rewards need Java
+    assert "colab.setup(java=False)" in colab.cell("merlot")
+    nb = notebooks.read(path)
+    cell = next(c for c in nb["cells"] if notebooks.COLAB_MARKER in notebooks.source(c))
+    cell["source"] = notebooks.source(cell).replace("vidrepro/vidrepro", "someone/fork")
+    nb["cells"][0]["source"] = notebooks.source(nb["cells"][0]).replace("vidrepro/vidrepro", "x/y")
+    path.write_text(json.dumps(nb))
+    found = notebooks.colab_problems(path, tmp_path)
+    assert len(found) == 2 and "Colab cell" in found[0] and "badge" in found[1]
+    assert notebooks.write_colab(path, tmp_path) and not notebooks.write_colab(path, tmp_path)
+    assert notebooks.colab_problems(path, tmp_path) == []
+    assert notebooks.problems(path) == []  # the cell still parses and stays thin

@@ -255,6 +255,19 @@ def test_code_version_of_a_paper_ignores_other_papers_and_the_runner_not_configs
     assert runs.code_version("paper_a", package) != with_config  # model configs count too
 
 
+def test_step_key_changes_with_the_libraries_not_with_the_kits_version(tmp_path, monkeypatch):
+    notebook = tmp_path / "nb.ipynb"
+    notebook.write_text("{}")
+    versions = {"vidrepro": "0.1.0", "numpy": "2.4.6", "torch": "2.14.1"}
+    monkeypatch.setattr(runs, "package_versions", lambda: dict(versions))
+    key = lambda: runs.step_key(notebook, P.Params(), {}, "code")
+    before = key()
+    versions["vidrepro"] = "0.2.0"  # the source counts through the code version instead
+    assert key() == before
+    versions["numpy"] = "2.3.0"
+    assert key() != before
+
+
 @pytest.mark.slow
 def test_verify_reruns_from_nothing_and_reports_each_value(demo_root, capsys):
     tables.reproduce("demo", "tiny", root=demo_root, progress=False)
@@ -356,6 +369,7 @@ def test_check_env_reports_java_devices_and_data(tmp_path, monkeypatch, capsys):
     assert cli.main(["check", "--env", "--scale", "tiny"]) == 0  # tiny: synthetic data only
     out = capsys.readouterr().out
     assert out.startswith("java") and "torch_device" in out
+    assert "\npackages " in out  # installed versions against constraints.txt
     assert "ok       object_states: synthetic data (tiny)" in out
     assert cli.main(["check", "--env"]) == 1  # full: nothing under the empty data folder
     assert f"MISSING  object_states: {tmp_path}" in capsys.readouterr().out

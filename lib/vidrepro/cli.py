@@ -96,6 +96,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from . import report
+
+    path = report.write(args.table, args.scale, root=project_root(), seeds=args.seeds)
+    print(f"written: {path} (open it in a browser)")
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     root = project_root()
     if args.verify:
@@ -163,6 +171,12 @@ def _check_env(root: Path, scale: str) -> int:
     info = selfcheck.environment()
     for key in ("java", "torch_device", "jax_devices", "torch", "jax", "transformers"):
         print(f"{key:13s} {info.get(key, '-')}")
+    off = runs.off_constraints(root)
+    print(
+        f"{'packages':13s} "
+        + (f"{len(off)} not at constraints.txt's versions, installed (pinned): " if off else "")
+        + (", ".join(f"{k} {v}" for k, v in sorted(off.items())) or "as constraints.txt pins")
+    )
     print(f"{'data':13s} $VIDREPRO_DATA = {data_root()}")
     ok = not info["java"].startswith("missing")
     for table in tables.available_tables(root):
@@ -276,6 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.set_defaults(func=cmd_runs)
 
+    rpt = sub.add_parser(
+        "report",
+        help="write results/<table>.html: the table, its findings and figure, each step's "
+        "executed notebook",
+        epilog=f"tables: {known}",
+    )
+    rpt.add_argument("table", help=f"one of: {known}")
+    rpt.add_argument("--scale", default="tiny", choices=P.SCALES)
+    rpt.add_argument("--seeds", type=int, default=1, help="the report of a --seeds N table")
+    rpt.set_defaults(func=cmd_report)
+
     data = sub.add_parser("data", help="synthetic datasets in the real formats")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     synth = data_sub.add_parser("synth", help="generate (or find) a synthetic dataset")
@@ -315,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except runs.StepFailed as e:
         print(f"step failed: {e}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 1
 
 

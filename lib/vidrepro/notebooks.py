@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+from . import colab
 from . import params as P
 from .params import Params
 
@@ -102,6 +104,40 @@ def problems(path: Path, root: Path | None = None) -> list[str]:
     if root is not None and n == 1:
         out += _differs_from_tiny(root, path, nb)
     return out
+
+
+BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+
+
+def colab_problems(path: Path, root: Path) -> list[str]:
+    """The Colab cell and badge must be the ones :mod:`vidrepro.colab` writes for ``path``."""
+    nb, (group, _) = read(path), identify(path)
+    cells = [c for c in nb.get("cells", []) if COLAB_MARKER in source(c)]
+    rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    out = []
+    if not cells or source(cells[0]) != colab.cell(group):
+        out.append(f"{path}: Colab cell is not vidrepro.colab.cell({group!r}) (--fix writes it)")
+    if colab.badge(rel) not in source(nb["cells"][0]):
+        out.append(f"{path}: first cell lacks vidrepro.colab.badge({rel!r}) (--fix writes it)")
+    return out
+
+
+def write_colab(path: Path, root: Path) -> bool:
+    """Rewrite ``path``'s Colab cell and badge as :mod:`vidrepro.colab` has them; True when the
+    file changed."""
+    text = Path(path).read_text()
+    nb, (group, _) = json.loads(text), identify(path)
+    rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    for c in nb["cells"]:
+        if c.get("cell_type") == "code" and COLAB_MARKER in source(c):
+            c["source"] = colab.cell(group).splitlines(keepends=True)
+            break
+    first = nb["cells"][0]
+    first["source"] = BADGE.sub(lambda _: colab.badge(rel), source(first)).splitlines(keepends=True)
+    new = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    if new != text:
+        Path(path).write_text(new)
+    return new != text
 
 
 def _differs_from_tiny(root: Path, path: Path, nb: dict[str, Any]) -> list[str]:

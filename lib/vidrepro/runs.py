@@ -174,6 +174,33 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+CONSTRAINTS_FILE = "constraints.txt"
+
+
+def off_constraints(root: Path | None = None) -> dict[str, str]:
+    """Packages whose installed version is not the one ``constraints.txt`` pins, as
+    ``{name: "installed (pinned)"}``: empty in an environment ``make setup`` made. The committed
+    tables repeat exactly only there; elsewhere float rounding may move a beam search."""
+    path = (root or project_root()) / CONSTRAINTS_FILE
+    if not path.exists():
+        return {}
+    off = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        name, sep, pinned = line.partition("==")
+        if not sep:
+            raise ValueError(f"{path}:{number}: expected name==version, got {line!r}")
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = "missing"
+        if installed != pinned:
+            off[name] = f"{installed} ({pinned})"
+    return off
+
+
 def git_commit(root: Path) -> str:
     """HEAD, with ``-dirty`` when tracked files differ from it; ``unknown`` outside git."""
     try:
@@ -192,9 +219,12 @@ def git_commit(root: Path) -> str:
     return head + ("-dirty" if dirty else "")
 
 
-# The machinery that runs notebooks and assembles tables: editing it (a plot, a CLI flag)
-# changes nothing a step computes, so it does not count towards a step's code version.
-RUNNER_MODULES = frozenset({"runs.py", "tables.py", "cli.py", "notebooks.py", "stats.py"})
+# The machinery that runs notebooks and assembles tables, and the Colab installer: editing it
+# (a plot, a CLI flag) changes nothing a step computes, so it does not count towards a step's
+# code version.
+RUNNER_MODULES = frozenset(
+    {"runs.py", "tables.py", "cli.py", "notebooks.py", "stats.py", "colab.py", "report.py"}
+)
 
 
 def code_version(paper: str | None = None, package: Path | None = None) -> str:
@@ -283,6 +313,7 @@ def execute(
             "git_commit": git_commit(root),
             "code_version": code_version(),
             "packages": package_versions(),
+            "off_constraints": off_constraints(root),
             "host": platform.node(),
             "platform": platform.platform(),
             "threads": determinism.threads(),
@@ -359,13 +390,15 @@ def _strip_ansi(text: str) -> str:
 
 def step_key(notebook: Path, params: Params, upstream: dict[str, str], code: str) -> str:
     """What decides whether a finished step can be reused: notebook text, params (with upstream
-    paths already substituted), the upstream steps' own keys, and the package source (``code``:
-    :func:`code_version`, taken once per table so that edits during a run do not split it)."""
+    paths already substituted), the upstream steps' own keys, the package source (``code``:
+    :func:`code_version`, taken once per table so that edits during a run do not split it) and
+    the libraries' versions (another numpy or torch may round differently)."""
     payload = {
         "notebook": file_digest(notebook),
         "params": params.model_dump(mode="json"),
         "upstream": upstream,
         "code": code,
+        "packages": {k: v for k, v in package_versions().items() if k != "vidrepro"},
     }
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
