@@ -113,7 +113,7 @@ def colab_problems(path: Path, root: Path) -> list[str]:
     """The Colab cell and badge must be the ones :mod:`vidrepro.colab` writes for ``path``."""
     nb, (group, _) = read(path), identify(path)
     cells = [c for c in nb.get("cells", []) if COLAB_MARKER in source(c)]
-    rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    rel = _in_repository(path, root)
     out = []
     if not cells or source(cells[0]) != colab.cell(group):
         out.append(f"{path}: Colab cell is not vidrepro.colab.cell({group!r}) (--fix writes it)")
@@ -122,22 +122,23 @@ def colab_problems(path: Path, root: Path) -> list[str]:
     return out
 
 
+def _in_repository(path: Path, root: Path) -> str:
+    return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+
+
 def write_colab(path: Path, root: Path) -> bool:
     """Rewrite ``path``'s Colab cell and badge as :mod:`vidrepro.colab` has them; True when the
     file changed."""
     text = Path(path).read_text()
     nb, (group, _) = json.loads(text), identify(path)
-    rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    rel = _in_repository(path, root)
     for c in nb["cells"]:
         if c.get("cell_type") == "code" and COLAB_MARKER in source(c):
             c["source"] = colab.cell(group).splitlines(keepends=True)
             break
     first = nb["cells"][0]
     first["source"] = BADGE.sub(lambda _: colab.badge(rel), source(first)).splitlines(keepends=True)
-    new = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-    if new != text:
-        Path(path).write_text(new)
-    return new != text
+    return _save(path, text, nb)
 
 
 def _differs_from_tiny(root: Path, path: Path, nb: dict[str, Any]) -> list[str]:
@@ -177,6 +178,11 @@ def strip(path: Path) -> bool:
         if c.get("cell_type") == "code":
             c["outputs"], c["execution_count"] = [], None
         c.get("metadata", {}).pop("execution", None)
+    return _save(path, text, nb)
+
+
+def _save(path: Path, text: str, nb: dict[str, Any]) -> bool:
+    """Write ``nb`` as nbformat lays it out when it differs from ``text``; True if it did."""
     new = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
     if new != text:
         Path(path).write_text(new)

@@ -18,7 +18,7 @@ from pathlib import Path
 import mistune
 import nbformat
 
-from . import tables
+from . import runs, tables
 from .paths import project_root
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
@@ -54,7 +54,7 @@ def render_notebook(source: Path, target: Path) -> Path:
 
     body, _ = HTMLExporter().from_notebook_node(collapse_progress(nbformat.read(source, 4)))
     target.parent.mkdir(parents=True, exist_ok=True)
-    _write(target, body)
+    runs.write_atomic(target, body)
     return target
 
 
@@ -101,14 +101,8 @@ def write(table: str, scale: str = "tiny", *, root: Path | None = None, seeds: i
         "</tbody></table></body></html>",
     ]
     path = out / f"{stem}.html"
-    _write(path, "\n".join(parts) + "\n")
+    runs.write_atomic(path, "\n".join(parts) + "\n")
     return path
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 STYLE = """

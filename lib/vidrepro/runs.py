@@ -84,12 +84,20 @@ def read_record(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` whole or not at all: a kill mid-write leaves the previous file, and two
+    writers never share a temporary file."""
+    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def write_record(folder: Path, record: dict[str, Any]) -> None:
     """Atomic: a kill mid-write leaves the previous record, never half a file."""
-    path = Path(folder) / METRICS_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=_jsonable))
-    os.replace(tmp, path)
+    write_atomic(
+        Path(folder) / METRICS_FILE,
+        json.dumps(record, indent=2, sort_keys=True, default=_jsonable),
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -145,9 +153,7 @@ def log_items(items: Any) -> Path:
         dup = frame[ITEM_ID][frame[ITEM_ID].duplicated()].iloc[0]
         raise ValueError(f"per-item scores: item {dup!r} appears twice")
     path = run_dir() / ITEMS_FILE
-    tmp = path.with_suffix(f".csv.{os.getpid()}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    write_atomic(path, frame.to_csv(index=False))
     return path
 
 
