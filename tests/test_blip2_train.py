@@ -11,6 +11,7 @@ import pytest
 import torch
 from twoprocs import torchrun
 
+from vidrepro import cli
 from vidrepro.blip2_video import build, pipeline, train
 from vidrepro.blip2_video.params import Data
 from vidrepro.data.synthetic import datasets
@@ -29,7 +30,7 @@ def data(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_stages_train_save_load_and_caption(data, tmp_path):
+def test_stages_train_save_load_and_caption(data, tmp_path, monkeypatch, capsys):
     torch.manual_seed(0)
     clips = pipeline.videos(data, "train", 4, train=True)
     images = pipeline.images(data)
@@ -58,6 +59,19 @@ def test_stages_train_save_load_and_caption(data, tmp_path):
     )
     frames, caption = pipeline.caption_file(model, test.root / test.entries[0].video, 4, 64, 2)
     assert frames.shape == (4, 64, 64, 3) and isinstance(caption, str)
+
+    # ``vidrepro caption``, paths relative to the current directory: the notebook's decoding
+    saved = pipeline.save(model, ft, tmp_path / "mine" / "model")
+    shutil.copy(test.root / test.entries[0].video, tmp_path / "clip.mp4")
+    monkeypatch.chdir(tmp_path)
+    argv = ["caption", "clip.mp4", "--model", "mine/model", "--frames", "4", "--beams", "2"]
+    assert cli.main(argv) == 0
+    loaded = pipeline.load(str(saved), data).eval()
+    assert capsys.readouterr().out.strip() == pipeline.caption_file(loaded, "clip.mp4", 4, 64, 2)[1]
+    assert cli.main([*argv[:3], "no/such/model"]) == 1  # a named error, not a hub lookup
+    assert "no/such/model: no such model folder" in capsys.readouterr().err
+    assert cli.main([*argv[:3], "tiny_t5"]) == 2
+    assert "untrained" in (err := capsys.readouterr().err) and "allow_untrained" in err
 
 
 def _snapshot(model, prefix):

@@ -493,3 +493,9 @@ def test_configure_pins_threads_and_seeds_every_global_generator(no_thread_env, 
 
     assert draws(7) == draws(7)
     assert draws(7) != draws(8)
+
+
+def test_cpu_names_the_processor_and_its_widest_vector_instructions():
+    import re
+
+    assert re.fullmatch(r".+ \((AVX\w*|SSE42|SVE|ASIMD|baseline)\)", determinism.cpu())

@@ -1,6 +1,6 @@
 """The layering rules of docs/architecture.md that imports can show: papers never import each
 other; the shared layers (metrics, data, video, text, rl, training) import no paper; the library
-never imports the runner (runs, tables, cli, notebooks, stats, report, colab)."""
+never imports the runner (runs, tables, cli, notebooks, stats, report, colab, live)."""
 
 import ast
 from pathlib import Path
@@ -23,7 +23,7 @@ SHARED = {
     "launch",
     "determinism",
 }
-RUNNER = {"runs", "tables", "cli", "notebooks", "stats", "report", "colab", "kit"}
+RUNNER = {"runs", "tables", "cli", "notebooks", "stats", "report", "colab", "live", "kit"}
 
 
 def imported(path: Path, package: list[str]) -> set[str]:

@@ -301,3 +301,29 @@ def test_find_state_change_in_a_video_file(root, data):
     assert p[0, s1] * p[1, a] * p[2, s2] == pytest.approx(float(best), rel=1e-5)  # ties: any
     with pytest.raises(ValueError, match="the model knows"):
         pipeline.find_state_change(model, video.path, "juggling_cube")
+
+
+def test_your_video_from_a_terminal_with_paths_relative_to_it(
+    root, data, tmp_path, monkeypatch, capsys
+):
+    """``vidrepro states``: the notebook's model checks and search, for a model folder and a
+    video given relative to the current directory; an untrained model only when asked for."""
+    from vidrepro import cli
+
+    model = train.new_model(params(root), data.names)
+    model.save(tmp_path / "mine" / "model")
+    video = data.test[0]
+    shutil.copy(video.path, tmp_path / "clip.mp4")
+    monkeypatch.chdir(tmp_path)
+    argv = ["states", "clip.mp4", "--model", "mine/model", "--category", video.category]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    found = pipeline.find_state_change(model, video.path, video.category)
+    for name, second in zip(("initial state", "action", "end state"), found.chosen):
+        assert f"{name:13s} {second:4d} s" in out
+    assert cli.main([*argv[:3], "no/such/model"]) == 1
+    assert "no/such/model: no such model folder" in capsys.readouterr().err
+    assert cli.main([*argv[:3], "tiny_vit", "--category", video.category]) == 2
+    assert "allow_untrained" in capsys.readouterr().err
+    assert cli.main([*argv[:4], "--category", "juggling_cube"]) == 2
+    assert "juggling_cube" in capsys.readouterr().err

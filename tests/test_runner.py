@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from demo_project import executions
 
-from vidrepro import cli, runs, tables
+from vidrepro import cli, determinism, runs, tables
 from vidrepro import params as P
 
 
@@ -85,6 +85,9 @@ def test_reproduce_shares_steps_reuses_and_writes_results(demo_root):
         assert (demo_root / "results" / name).stat().st_size > 0
     md = (demo_root / "results" / "demo.md").read_text()
     assert "make reproduce TABLE=demo SCALE=tiny" in md
+    env = json.loads((demo_root / "results" / "demo_env.json").read_text())
+    assert env["cpu"] == determinism.cpu() and env["threads"] == determinism.threads()
+    assert env["packages"]["numpy"] and f"Written on {env['cpu']}" in md
     # items 3 - 4.5 .. 3 + 4.5 (sd 2.9, 10 items): the row's interval is about +-1.8
     row = frame.set_index("row").loc["plain"]
     assert 1.0 < row["score_lo"] < 1.6 and 4.4 < row["score_hi"] < 5.0
@@ -284,7 +287,13 @@ def test_verify_reruns_from_nothing_and_reports_each_value(demo_root, capsys):
     assert cli.main(["reproduce", "demo", "--verify"]) == 1
     out = capsys.readouterr().out
     assert "DIFFERENT  scaled score: committed 6.01, rerun 6.0" in out
-    assert "some values differ" in out
+    assert "some values differ" in out and "committed on" not in out  # the same machine
+    env = demo_root / "results" / "demo_env.json"
+    env.write_text(json.dumps({**json.loads(env.read_text()), "cpu": "Other CPU (AVX2)"}))
+    assert cli.main(["reproduce", "demo", "--verify"]) == 1
+    assert f"cpu: committed on Other CPU (AVX2), rerun on {determinism.cpu()}" in (
+        capsys.readouterr().out
+    )
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,22 @@ def test_resume_after_a_kill_is_exact(tmp_path):
     assert h2.step == list(range(12)) and h2.values["loss"] == pytest.approx(h.values["loss"])
 
 
+def test_curves_go_to_tensorboard_once_per_step_across_a_resume(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, h = _fit(None, tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        _fit(10, tmp_path / "b")
+    _fit(None, tmp_path / "b")
+    for folder in ("a", "b"):
+        board = EventAccumulator(str(tmp_path / folder))
+        board.Reload()
+        assert set(board.Tags()["scalars"]) == {"loss", "x", "lr"}
+        loss = board.Scalars("loss")
+        assert [e.step for e in loss] == list(range(12))  # resumed at 8: no step twice
+        assert [e.value for e in loss] == pytest.approx(h.values["loss"])
+
+
 def test_checkpoint_names_unknown_parameters(tmp_path):
     _fit(None, tmp_path / "c")
     other = torch.nn.Linear(4, 1)

@@ -8,6 +8,10 @@ vidrepro runs TABLE [--scale tiny|full] [--seeds N]   each step's status and fol
 vidrepro check [--env [--scale full|tiny]]   validate every table and params file at both
                           scales; --env: Java, devices and the datasets a scale reads
 vidrepro tables           list the tables
+vidrepro caption VIDEO --model DIR             BLIP-2: caption your video
+vidrepro states VIDEO --model DIR [--category C]   object states: find the change in your video
+
+Paths you type are relative to the current directory.
 """
 
 from __future__ import annotations
@@ -144,6 +148,18 @@ def _verify(root: Path, args: argparse.Namespace) -> int:
             print(f"DIFFERENT  {row} {c['column']}: committed {c['committed']}, rerun {c['rerun']}")
     same = bool(cells["same"].all())
     print(f"{'every value repeats' if same else 'some values differ'} (rerun in {scratch})")
+    then = tables.committed_machine(root, args.table, args.scale, args.seeds)
+    now = tables.machine()
+    for key in ("cpu", "threads"):
+        if then.get(key, "not recorded") != now[key]:
+            print(f"  {key}: committed on {then.get(key, 'not recorded')}, rerun on {now[key]}")
+    moved = {
+        k: f"{v} -> {now['packages'].get(k)}"
+        for k, v in then.get("packages", {}).items()
+        if now["packages"].get(k) != v
+    }
+    if moved:
+        print("  packages: " + ", ".join(f"{k} {v}" for k, v in sorted(moved.items())))
     return 0 if same else 1
 
 
@@ -217,6 +233,70 @@ def cmd_data(args: argparse.Namespace) -> int:
         )
         print(f"{kind:9s} {path}")
     return 0
+
+
+def cmd_caption(args: argparse.Namespace) -> int:
+    """``05_caption_your_video`` from a terminal: the same model checks and the same decoding."""
+    from .blip2_video import pipeline
+    from .blip2_video.params import CaptionParams
+
+    p = _validated(
+        CaptionParams,
+        checkpoint=_typed_model(args.model),
+        allow_untrained=args.allow_untrained,
+        video=str(_typed_file(args.video)),
+        num_frames=args.frames,
+        num_beams=args.beams,
+    )
+    model = pipeline.your_model(p)
+    size = model.blip2.config.vision_config.image_size
+    _, caption = pipeline.caption_file(model, p.video, p.num_frames, size, p.num_beams)
+    print(caption)
+    return 0
+
+
+def cmd_states(args: argparse.Namespace) -> int:
+    """``03_your_video`` from a terminal: the seconds of the initial state, action and end state."""
+    from .object_states import pipeline
+    from .object_states.params import YourVideoParams
+
+    p = _validated(
+        YourVideoParams,
+        model=_typed_model(args.model),
+        allow_untrained=args.allow_untrained,
+        video=str(_typed_file(args.video)),
+        category=args.category,
+        max_distance=args.max_distance,
+    )
+    try:
+        model, category = pipeline.your_model(p)
+    except ValueError as e:  # a category the model does not know
+        raise P.ParamsError(str(e)) from None
+    found = pipeline.find_state_change(model, p.video, category, p.max_distance)
+    print(f"{p.video}: {found.probs.shape[1]} s at 1 fps, category {category}")
+    for i, name in enumerate(("initial state", "action", "end state")):
+        second = found.chosen[i]
+        print(f"  {name:13s} {second:4d} s   p = {float(found.probs[i, second]):.3f}")
+    return 0
+
+
+def _validated(schema: type[P.Params], **values) -> P.Params:
+    return P.validate(schema, values, "the command line")
+
+
+def _typed_file(text: str) -> Path:
+    """A file a user typed, relative to the current directory."""
+    path = Path(text).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"{text}: no such file ({path})")
+    return path
+
+
+def _typed_model(text: str) -> str:
+    """A model a user typed: a folder relative to the current directory when there is one,
+    else the text as given (a config name or hub id, checked by the loader)."""
+    path = Path(text).expanduser()
+    return str(path.resolve()) if path.exists() else text
 
 
 def _table_list() -> str:
@@ -328,6 +408,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=cmd_check)
     sub.add_parser("tables", help="list the tables").set_defaults(func=cmd_tables)
+
+    cap = sub.add_parser("caption", help="BLIP-2: caption a video of yours with a trained model")
+    cap.add_argument("video", help="a video file (any length; frames sampled uniformly)")
+    cap.add_argument(
+        "--model",
+        required=True,
+        help="a model folder (the model output of 02_finetune or 03_scst; `vidrepro runs "
+        "blip2_ablation` lists them) or a hub id",
+    )
+    cap.add_argument("--frames", type=int, default=8, help="frames sampled (default 8)")
+    cap.add_argument("--beams", type=int, default=5, help="beam search width (default 5)")
+    cap.add_argument(
+        "--allow-untrained",
+        action="store_true",
+        help="accept a config name (tiny_t5) as --model: an untrained model, its caption noise",
+    )
+    cap.set_defaults(func=cmd_caption)
+
+    st = sub.add_parser(
+        "states", help="object states: the seconds of initial state, action and end state"
+    )
+    st.add_argument("video", help="a video file (any length; read at 1 frame per second)")
+    st.add_argument(
+        "--model",
+        required=True,
+        help="a 01_train model folder (`vidrepro runs object_states` lists them)",
+    )
+    st.add_argument(
+        "--category", default="", help="what the video shows (default: the model's first)"
+    )
+    st.add_argument(
+        "--max-distance", type=int, default=None, help="D: at most D s between state and action"
+    )
+    st.add_argument(
+        "--allow-untrained",
+        action="store_true",
+        help="accept a config name (tiny_vit) as --model: an untrained model, its choice arbitrary",
+    )
+    st.set_defaults(func=cmd_states)
     return parser
 
 

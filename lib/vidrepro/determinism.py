@@ -12,6 +12,7 @@ it before they build anything.
 from __future__ import annotations
 
 import os
+import platform
 import random
 
 THREADS_ENV = "VIDREPRO_THREADS"
@@ -31,6 +32,39 @@ def threads() -> int:
             raise ValueError(f"${name}={given!r}: expected a whole number >= 1")
         return n
     return 1
+
+
+# Widest first: numpy's names for the vector instruction sets it detects.
+ISA_LADDER = (
+    "AVX512_SPR",
+    "AVX512_ICL",
+    "AVX512_CLX",
+    "AVX512_SKX",
+    "AVX512F",
+    "AVX2",
+    "AVX",
+    "SSE42",
+    "SVE",
+    "ASIMD",
+)
+
+
+def cpu() -> str:
+    """The processor and the widest vector instructions it offers, e.g. ``AMD EPYC (AVX512_ICL)``:
+    torch, the BLAS libraries and XLA pick their kernels by instruction set, and another set
+    rounds float sums differently, so a seed repeats its numbers only on the same kind."""
+    from numpy._core._multiarray_umath import __cpu_features__ as features
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    isa = next((name for name in ISA_LADDER if features.get(name)), "baseline")
+    return f"{model} ({isa})"
 
 
 def environment() -> dict[str, str]:

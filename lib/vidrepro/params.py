@@ -13,6 +13,8 @@ import hashlib
 import importlib
 import json
 import re
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +187,16 @@ def from_namespace(model: type[Params], namespace: dict[str, Any]) -> Params:
         {k: namespace[k] for k in model.model_fields if k in namespace},
         "notebook parameters cell",
     )
+
+
+def untrained(key: str, value: str, configs: Iterable[str], allow: bool, hint: str) -> bool:
+    """Whether ``value`` (of params key ``key``) names a model config, i.e. an untrained model,
+    rather than a trained one. Unless ``allow`` that is an error that says ``hint`` (where the
+    trained models are); allowed, it warns: what an untrained model outputs is noise."""
+    if value not in set(configs) or Path(value).is_dir():
+        return False
+    message = f"{key}: {value!r} is a config name, an untrained model whose output is noise"
+    if not allow:
+        raise ParamsError(f"{message}. {hint}; or set allow_untrained: true to try it out")
+    warnings.warn(f"{message} (allow_untrained: true)", stacklevel=3)
+    return True

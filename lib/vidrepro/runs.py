@@ -26,13 +26,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import determinism
+from . import determinism, live
 from .params import Params, canonical_json
 from .paths import project_root
 
 RUN_DIR_ENV = "VIDREPRO_RUN_DIR"
 METRICS_FILE = "metrics.json"
 ITEMS_FILE = "items.csv"
+KERNEL_LOG = "kernel.log"  # the kernel's own messages (warnings of C libraries, crashes)
 ITEM_ID = "item"
 TRACKED_PACKAGES = (
     "vidrepro",
@@ -229,7 +230,16 @@ def git_commit(root: Path) -> str:
 # (a plot, a CLI flag) changes nothing a step computes, so it does not count towards a step's
 # code version.
 RUNNER_MODULES = frozenset(
-    {"runs.py", "tables.py", "cli.py", "notebooks.py", "stats.py", "colab.py", "report.py"}
+    {
+        "runs.py",
+        "tables.py",
+        "cli.py",
+        "notebooks.py",
+        "stats.py",
+        "colab.py",
+        "report.py",
+        "live.py",
+    }
 )
 
 
@@ -295,9 +305,12 @@ def execute(
     key: str | None = None,
     root: Path | None = None,
     progress: bool = True,
+    label: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run ``notebook`` with papermill into ``folder``; raise :class:`StepFailed` on a cell error.
+    With ``progress``, a status line (``label``, default the notebook's name) follows the
+    kernel's progress bars (:mod:`vidrepro.live`).
 
     The record starts as ``running`` and becomes ``finished`` only after the last cell (or
     ``failed``, with the error), so a killed or failed run is rerun, not reused. Earlier contents
@@ -323,6 +336,7 @@ def execute(
             "host": platform.node(),
             "platform": platform.platform(),
             "threads": determinism.threads(),
+            "cpu": determinism.cpu(),
             "start": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         },
         **(extra or {}),
@@ -331,31 +345,43 @@ def execute(
     executed = folder / Path(notebook).name
     # The kernel's own environment: its run folder and the pinned thread settings.
     kernel_env = {
+        # Progress bars sized as in a notebook, not by the terminal the kernel inherits (one
+        # of 0x0 hides them).
+        "TQDM_NCOLS": "100",
+        "TQDM_NROWS": "50",
         **os.environ,
         **determinism.environment(),
         RUN_DIR_ENV: str(folder),
         "VIDREPRO_ROOT": str(root),
     }
     start = time.monotonic()
+    status = live.Status(label or Path(notebook).stem) if progress else None
     try:
-        with _kernel_manager(kernel_env) as manager:
+        with _kernel_manager(kernel_env, folder / KERNEL_LOG) as manager:
             pm.execute_notebook(
                 str(notebook),
                 str(executed),
                 parameters=values,
                 kernel_name="python3",
-                progress_bar=progress,
+                progress_bar=False,
                 cwd=str(root),
                 log_output=False,
+                stderr_file=status,
                 **manager,
             )
-    except pm.PapermillExecutionError as e:
+    except BaseException as e:
+        if status is not None:
+            status.close("failed" if isinstance(e, pm.PapermillExecutionError) else "stopped")
+        if not isinstance(e, pm.PapermillExecutionError):
+            raise
         error = f"{_relative(notebook, root)} failed in cell {e.exec_count}: {e.ename}: {e.evalue}"
         write_record(folder, {**read_record(folder), "status": "failed", "error": error})
         raise StepFailed(
-            f"{error}\nexecuted notebook: {executed}\n"
+            f"{error}\nexecuted notebook: {executed}\nkernel messages: {folder / KERNEL_LOG}\n"
             + "".join(_strip_ansi(t) for t in e.traceback[-3:])
         ) from None
+    if status is not None:
+        status.close("finished")
     record = {**read_record(folder), "status": "finished"}
     record["provenance"]["duration_s"] = round(time.monotonic() - start, 2)
     write_record(folder, record)
@@ -363,13 +389,18 @@ def execute(
 
 
 @contextmanager
-def _kernel_manager(env: dict[str, str]) -> Iterator[dict[str, Any]]:
+def _kernel_manager(env: dict[str, str], log: Path) -> Iterator[dict[str, Any]]:
     """Papermill's kernel started with ``env`` (never through ``os.environ``, so that steps
     run side by side cannot swap run folders), over Unix sockets in a private temporary folder
-    (no open ports, no warning about unencrypted TCP) where there are any (not on Windows)."""
+    (no open ports, no warning about unencrypted TCP) where there are any (not on Windows),
+    drawing text progress bars (:func:`vidrepro.live.text_bars`), its own messages (not the
+    cells' output) going to ``log`` rather than the terminal's status lines."""
     from jupyter_client.manager import KernelManager
 
-    with tempfile.TemporaryDirectory(prefix="vidrepro-ipc-") as sockets:
+    with (
+        tempfile.TemporaryDirectory(prefix="vidrepro-ipc-") as sockets,
+        open(log, "ab") as messages,
+    ):
 
         class _Manager(KernelManager):
             def __init__(self, **kwargs: Any) -> None:
@@ -377,8 +408,13 @@ def _kernel_manager(env: dict[str, str]) -> Iterator[dict[str, Any]]:
                     kwargs.update(transport="ipc", ip=os.path.join(sockets, "kernel"))
                 super().__init__(**kwargs)
 
+            def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+                startup = f"--IPKernelApp.exec_lines={live.KERNEL_STARTUP}"
+                return [*super().format_kernel_cmd(extra_arguments), startup]
+
             async def _async_pre_start_kernel(self, **kw: Any) -> Any:
-                return await super()._async_pre_start_kernel(**{**kw, "env": dict(env)})
+                kw.update(env=dict(env), stdout=messages, stderr=messages)
+                return await super()._async_pre_start_kernel(**kw)
 
         yield {"kernel_manager_class": _Manager}
 

@@ -10,6 +10,7 @@ it with the same inputs, and rerunning an unchanged table only reads the finishe
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -232,6 +233,7 @@ def _located(
     return nb, params, key, workdir / "runs" / scale / spec.paper / step.notebook / key[:16]
 
 
+BOARD = "tensorboard"  # runs/tensorboard/<scale>/<table>/<row>/<step>: links to step folders
 DATA_KEYS = ("_root", "_path")  # params naming a dataset folder or file under $VIDREPRO_DATA
 
 
@@ -296,11 +298,13 @@ def run_row(
     seed: int | None = None,
     workdir: Path | None = None,
     locks: StepLocks | None = None,
+    board: Path | None = None,
 ) -> dict[str, runs.RunResult]:
     """Run a row's steps in order. ``ran`` collects the keys executed in this invocation, so
     that ``force`` reruns a step shared by several rows once, not once per row; ``code`` is the
     source version the whole table is keyed on; step folders live under ``workdir/runs``
-    (default: the project's); ``locks`` is shared by rows running at the same time."""
+    (default: the project's); ``locks`` is shared by rows running at the same time; under
+    ``board``, ``<row>[/seed<s>]/<step>`` links to each step's folder (:func:`link_step`)."""
     ran = set() if ran is None else ran
     workdir = workdir or root
     code = code or runs.code_version(spec.paper)
@@ -309,6 +313,8 @@ def run_row(
     tag = row.id if seed is None else f"{row.id} seed {seed}"
     for step in row.steps:
         nb, params, key, folder = _located(root, spec, step, scale, done, code, seed, workdir)
+        if board is not None:
+            link_step(board / row.id / ("" if seed is None else f"seed{seed}") / step.id, folder)
         with locks(key):
             if force and key not in ran and folder.exists():
                 _discard(folder)
@@ -320,10 +326,30 @@ def run_row(
                 f"[{tag}] {step.id}: running {nb.relative_to(root)} -> {_shown(folder, root)}"
             )
             done[step.id] = runs.execute(
-                nb, params, folder, key=key, root=root, progress=progress, extra={"scale": scale}
+                nb,
+                params,
+                folder,
+                key=key,
+                root=root,
+                progress=progress,
+                label=f"[{tag}] {step.id}",
+                extra={"scale": scale},
             )
             ran.add(key)
     return done
+
+
+def link_step(link: Path, folder: Path) -> None:
+    """Point ``link`` at a step folder (named by its key): TensorBoard follows it, so
+    ``tensorboard --logdir runs/tensorboard`` names every training curve by table, row and step.
+    Where the system makes no symbolic links the step folders alone remain."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        tmp.symlink_to(os.path.relpath(folder, link.parent), target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def _discard(folder: Path) -> None:
@@ -465,6 +491,7 @@ def reproduce(
                 seed=seed if seeds > 1 else None,
                 workdir=workdir,
                 locks=locks,
+                board=(workdir or root) / "runs" / BOARD / scale / results_name(table, seeds),
             ): (seed, row)
             for seed, row in todo
         }
@@ -525,6 +552,12 @@ def verify(
     rerun.to_csv(scratch / committed_csv.name, index=False)
     rerun = pd.read_csv(scratch / committed_csv.name, dtype={"row": str})
     return compare(committed, rerun), scratch
+
+
+def committed_machine(root: Path, table: str, scale: str, seeds: int = 1) -> dict[str, Any]:
+    """The :func:`machine` a committed table was written on ({} when not recorded)."""
+    path = results_dir(root, scale) / f"{results_name(table, seeds)}_env.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def compare(committed: pd.DataFrame, rerun: pd.DataFrame) -> pd.DataFrame:
@@ -707,16 +740,28 @@ def write_results(
     root: Path,
     seeds: int = 1,
 ) -> list[Path]:
-    """``<table>.csv`` (rows), ``<table>_findings.csv``, ``<table>.md`` and ``<table>.png``."""
+    """``<table>.csv`` (rows), ``<table>_findings.csv``, ``<table>.md``, ``<table>.png`` and
+    ``<table>_env.json`` (:func:`machine`)."""
     out = results_dir(root, scale)
     out.mkdir(parents=True, exist_ok=True)
     csv, md, png = (out / f"{table}.{ext}" for ext in ("csv", "md", "png"))
-    found_csv = out / f"{table}_findings.csv"
+    found_csv, env = out / f"{table}_findings.csv", out / f"{table}_env.json"
     frame.to_csv(csv, index=False)
     found.to_csv(found_csv, index=False)
+    env.write_text(json.dumps(machine(), indent=2) + "\n")
     md.write_text(to_markdown(frame, found, spec, table, scale, seeds))
     plot_table(frame, spec, png, scale, seeds)
-    return [csv, found_csv, md, png]
+    return [csv, found_csv, md, png, env]
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers of a table written here depend on besides code, params and seeds: the
+    processor's instruction set, the threads per kernel and the libraries' versions."""
+    return {
+        "cpu": determinism.cpu(),
+        "threads": determinism.threads(),
+        "packages": runs.package_versions(),
+    }
 
 
 def to_markdown(
@@ -744,7 +789,9 @@ def to_markdown(
         + (" and seeds" if seeds > 1 else "")
         + " (where per-item scores exist). "
         "`*_published` columns: the paper's numbers for the matching full-scale row, on "
-        "another dataset: not comparable with the tiny scores.",
+        "another dataset: not comparable with the tiny scores. "
+        f"Written on {determinism.cpu()}, {determinism.threads()} thread(s) per kernel "
+        f"(`{table}_env.json`): another instruction set rounds differently.",
         "",
     ]
     cols = other + metric_cols + published

@@ -5,7 +5,8 @@ Resuming is exact because the data are a function of the step: ``batch_fn(step, 
 draws step ``s``'s examples from a generator seeded by ``(seed, s)``, so a run killed at step
 1,200 and restarted from its step-1,000 checkpoint sees the same batches as one that never
 stopped. Checkpoints hold the trainable parameters (safetensors) and the optimizer state
-(``torch.load(weights_only=True)``), written atomically.
+(``torch.load(weights_only=True)``), written atomically; the checkpoint folder also holds the
+run's TensorBoard curves.
 """
 
 from __future__ import annotations
@@ -156,13 +157,15 @@ def train(
     desc: str = "train",
 ) -> History:
     """Run ``cfg.steps`` optimizer steps of ``loss_fn(model, batch_fn(step, rank, world))``
-    (each micro-batch ``step * grad_accum + i``), resuming from ``checkpoint`` if it holds one.
-    Under ``torchrun`` the model is wrapped in DistributedDataParallel and only rank 0 writes."""
+    (each micro-batch ``step * grad_accum + i``), resuming from ``checkpoint`` if it holds one
+    (and writing TensorBoard scalars there: every logged value, ``lr`` too). Under ``torchrun`` the model is wrapped in DistributedDataParallel and only rank 0 writes."""
     rank, world = distributed()
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
     ckpt = Checkpoint(checkpoint) if checkpoint else None
     start, history = ckpt.load(model, optimizer) if ckpt and ckpt.exists() else (0, History())
+    if ckpt and rank == 0:
+        history.tensorboard(ckpt.folder, start)
     wrapped = DistributedDataParallel(model) if world > 1 else model
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16)
@@ -193,4 +196,5 @@ def train(
             bar.set_postfix({k: f"{v:.3g}" for k, v in totals.items()})
         if ckpt and rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
             ckpt.save(model, optimizer, step + 1, history)
+    history.close()
     return history

@@ -37,6 +37,14 @@ while (Path.cwd() / "hold").exists():  # lets a test kill the step mid-run
     time.sleep(0.1)
 if fail:
     raise ValueError("boom")
+from tqdm.auto import tqdm
+from vidrepro.history import History
+curves = History().tensorboard(runs.run_dir() / "curves")
+bar = tqdm(range(size), desc="make")
+for i in bar:
+    curves.log(i, {"loss": 1 / (i + 1)})
+    bar.set_postfix(loss=f"{1 / (i + 1):.2f}")
+curves.close()
 out = runs.run_dir() / "artifact.txt"
 out.write_text("x" * (size + seed))
 runs.log_output("artifact", out)

@@ -10,6 +10,7 @@ which is how the tests exercise ``from_pretrained`` without a network.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -22,6 +23,9 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 PROMPT_FILE = "video_prompt.json"
 # The paper's prompts: FLAN-T5 "a video of"; OPT none.
 PRETRAINED_PROMPTS = {"t5": "a video of", "opt": ""}
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # organisation/name
 
 
 def tiny_names() -> list[str]:
@@ -69,7 +73,13 @@ def from_config(name: str, tokenizer) -> VideoBlip2:
 
 def from_pretrained(name_or_path: str, prompt: str | None = None, **kwargs) -> VideoBlip2:
     """A BLIP-2 checkpoint and its tokenizer, offline when ``HF_HUB_OFFLINE=1``. Never runs
-    remote code. The prompt comes from the folder (saved by :func:`save`), else the paper's."""
+    remote code. The prompt comes from the folder (saved by :func:`save`), else the paper's. A
+    path that is not there is an error naming it, never a hub lookup."""
+    if not Path(name_or_path).exists() and not HUB_ID.fullmatch(str(name_or_path)):
+        raise FileNotFoundError(
+            f"{name_or_path}: no such model folder ({Path(name_or_path).resolve()}), and not a "
+            "hub id (organisation/name)"
+        )
     blip2 = Blip2ForConditionalGeneration.from_pretrained(name_or_path, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     saved = Path(name_or_path) / PROMPT_FILE

@@ -99,7 +99,13 @@ class EvaluateParams(Data):
 
 
 class CaptionParams(Params):
-    checkpoint: str
+    checkpoint: str = Field(
+        description="a trained model folder (the model output of 02_finetune or 03_scst) or a "
+        "hub id; a tiny config name (tiny_t5) only with allow_untrained"
+    )
+    allow_untrained: bool = Field(
+        False, description="accept a config name in checkpoint: an untrained model, to try out"
+    )
     video: str = Field("", description="an mp4; empty: a synthetic test clip")
     num_frames: int = Field(8, gt=0)
     image_size: int = 64

@@ -12,13 +12,14 @@ from ..data.synthetic.datasets import SIZES, caption_scripts, locate, read_text
 from ..data.synthetic.language import event_kinds
 from ..history import History
 from ..metrics.captions import score_captions
+from ..params import untrained
 from ..text import wordlevel
 from ..training import LoopConfig
 from ..video import sample_frames
 from . import build, trainable
 from .data import ImageCaptions, VideoCaptions, collate, to_tensor, transform, uniform_indices
 from .model import VideoBlip2
-from .params import Data, Optim, PretrainParams
+from .params import CaptionParams, Data, Optim, PretrainParams
 
 
 def build_tokenizer(*caption_lists: list[str]):
@@ -189,10 +190,20 @@ def evaluate(
 
 
 @torch.no_grad()
+def your_model(p: CaptionParams) -> VideoBlip2:
+    """The model a person captions their own video with (``05_caption_your_video``, ``vidrepro
+    caption``): a trained folder or hub id; a config name only with ``p.allow_untrained``."""
+    hint = "Point checkpoint at the model output of 02_finetune or 03_scst (`vidrepro runs "
+    untrained("checkpoint", p.checkpoint, build.tiny_names(), p.allow_untrained, hint + "TABLE`)")
+    return load(p.checkpoint, Data(image_size=p.image_size)).eval()
+
+
 def caption_file(
     model: VideoBlip2, video: str | Path, num_frames: int, image_size: int, num_beams: int = 5
 ) -> tuple[np.ndarray, str]:
     """Frames (T, H, W, 3) sampled uniformly from any video file, and their caption."""
+    if not Path(video).is_file():
+        raise FileNotFoundError(f"{video}: no such video file")
     frames = sample_frames(video, num_frames=num_frames)
     clip = to_tensor(frames, transform(image_size, augment=False))[None]  # (1, T, 3, S, S)
     model.eval()

@@ -254,11 +254,13 @@ def fit(
     ``checkpoint`` when it holds one; batches and randomness depend only on the step number,
     so a resumed run ends where an uninterrupted one would. ``evaluate(params)`` runs every
     ``eval_every`` steps and at the end; its values go to the history as ``val_<name>``, with
-    the steps in ``val_step``."""
+    the steps in ``val_step``. TensorBoard scalars go to ``checkpoint``."""
     mesh = mesh or make_mesh()
     history = History()
     if checkpoint and (checkpoint / HISTORY).exists():
         state, history = load_checkpoint(checkpoint, state)
+    if checkpoint and jax.process_index() == 0:
+        history.tensorboard(checkpoint, int(state.step))
     shardings = param_sharding(mesh, state, fsdp)
     # A copy: the step donates its input, which must not delete the caller's arrays.
     state = jax.device_put(jax.tree_util.tree_map(jnp.copy, state), shardings)
@@ -276,12 +278,10 @@ def fit(
             bar.set_postfix({k: f"{float(v):.3g}" for k, v in metrics.items() if k != "grad_norm"})
         last = step + 1 == steps
         if evaluate and (last or (eval_every and (step + 1) % eval_every == 0)):
-            scores = evaluate(state.params)
-            history.values.setdefault("val_step", []).append(step + 1)
-            for k, v in scores.items():
-                history.values.setdefault(f"val_{k}", []).append(float(v))
+            history.log_eval(step + 1, evaluate(state.params))
         if checkpoint and jax.process_index() == 0 and ((step + 1) % checkpoint_every == 0 or last):
             save_checkpoint(checkpoint, state, history)
+    history.close()
     return state, history
 
 

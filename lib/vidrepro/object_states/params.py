@@ -88,7 +88,10 @@ class EvalParams(Data):
 class YourVideoParams(Data):
     model: str = Field(
         description="a model folder from 01_train; a config name (tiny_vit) "
-        "gives an untrained model, to try the notebook out"
+        "only with allow_untrained"
+    )
+    allow_untrained: bool = Field(
+        False, description="accept a config name in model: an untrained model, to try out"
     )
     video: str = Field(
         "",

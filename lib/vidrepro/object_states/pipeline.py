@@ -31,11 +31,12 @@ from ..history import History
 from ..metrics import states as metrics
 from ..metrics.constraint import best_state_change
 from ..metrics.states import StateScores, VideoPrediction
+from ..params import untrained
 from ..paths import data_path
 from ..training import distributed
 from .data import ChangeItData, TestVideo, decode, normalize
 from .model import META_FILE, ClipClassifier, tiny_names
-from .params import Data, EvalParams
+from .params import Data, EvalParams, YourVideoParams
 from .targets import no_grad_probs
 
 PARAMS = "params.json"
@@ -80,6 +81,8 @@ def load_models(
 ) -> list[ClipClassifier]:
     """One model, or the per-category models of a single-task run (subfolders, name order)."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such model folder ({folder.resolve()})")
     if (folder / META_FILE).is_file():
         return [ClipClassifier.load(folder, map_location)]
     parts = sorted(d for d in folder.glob("*") if (d / META_FILE).is_file())
@@ -195,6 +198,20 @@ def evaluate(
     predictions = predict_distributed(models, data, videos)
     scores = metrics.evaluate(predictions, tolerance=p.tolerance, max_distance=p.max_distance)
     return scores, predictions
+
+
+def your_model(p: YourVideoParams) -> tuple[ClipClassifier, str]:
+    """The model a person runs on their own video (``03_your_video``, ``vidrepro states``) and
+    the category to look for (``p.category``, else the model's first): a 01_train output (of a
+    single-task run, the category's model); a config name only with ``p.allow_untrained``."""
+    hint = "Point model at a 01_train output (`vidrepro runs object_states` lists them)"
+    untrained("model", p.model, tiny_names(), p.allow_untrained, hint)
+    models = load_or_new(p.model, p)
+    category = p.category or models[0].categories[0]
+    known = sorted(c for m in models for c in m.categories)
+    if category not in known:
+        raise ValueError(f"category {category!r}: {p.model} knows {known}")
+    return _owner(models, category), category
 
 
 def first_test_video(p: Data, image_size: tuple[int, int], category: str) -> Path:

@@ -176,6 +176,8 @@ def train_model(
     )
     ckpt = Checkpoint(checkpoint) if checkpoint else None
     start, history = ckpt.load(model, optimizers) if ckpt and ckpt.exists() else (0, History())
+    if ckpt and rank == 0:
+        history.tensorboard(ckpt.folder, start)
     wrapped = DistributedDataParallel(model) if world > 1 else model
     schedule = LoopConfig(steps=p.steps, lr=1.0, warmup=p.warmup)  # lr_at gives the factor
     end = p.steps if stop_at is None else min(p.steps, stop_at)
@@ -198,6 +200,7 @@ def train_model(
         bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k != "lr"})
         if ckpt and rank == 0 and ((step + 1) % p.checkpoint_every == 0 or step + 1 == p.steps):
             ckpt.save(model, optimizers, step + 1, history)
+    history.close()
     return model.eval(), history
 
 
