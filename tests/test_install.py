@@ -185,3 +185,45 @@ def test_colab_module_imports_only_the_standard_library_before_installing():
         for alias in node.names
     }
     assert names - {"__future__"} <= sys.stdlib_module_names, names
+
+
+@pytest.mark.slow
+def test_make_lab_serves_the_notebooks_also_as_root(tmp_path):
+    """``make lab`` as a user types it (root in containers and on Colab-like machines, where
+    JupyterLab refuses to start without ``--allow-root``): the server answers and lists the
+    papers' notebook folders."""
+    import os
+    import signal
+    import socket
+    import time
+
+    if subprocess.run(["make", "-q", "setup"], cwd=ROOT).returncode != 0:
+        pytest.skip("make setup has not been run in this checkout")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "jupyter_lab_config.py").write_text(
+        f"c.ServerApp.port = {port}\nc.ServerApp.token = 'test'\nc.ServerApp.open_browser = False\n"
+    )
+    proc = subprocess.Popen(
+        ["make", "-s", "lab"],
+        cwd=ROOT,
+        env={**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path)},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/contents?token=test"
+        deadline, listing = time.time() + 90, None
+        while listing is None and time.time() < deadline and proc.poll() is None:
+            try:
+                listing = json.load(urllib.request.urlopen(url, timeout=5))
+            except OSError:
+                time.sleep(0.5)
+        assert listing is not None, f"make lab did not serve (exit code {proc.poll()})"
+        names = {item["name"] for item in listing["content"]}
+        assert {"blip2_video", "bmhrl", "merlot", "object_states"} <= names
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
