@@ -145,3 +145,36 @@ def test_lora_model_saves_merged_and_loads_back(model, tmp_path, monkeypatch):
     with torch.no_grad():
         got = loaded(x, loaded.encode_targets(["a red circle"] * 2, x.device))
     assert torch.allclose(expected, got, atol=1e-4)
+
+
+def test_targets_are_the_same_for_the_tiny_tokenizer_and_end_with_eos_for_opts(tok):
+    """OPT's tokenizer puts ``</s>`` first and nothing last; trained on that as is, a model ends
+    every caption before it starts. Targets are the caption's tokens, then the end token."""
+    from tokenizers import processors
+
+    model = build.from_config("tiny_opt", tok)
+    caps = ["a red circle grows", "a blue square shrinks , then it moves left"]
+    plain = tok(caps, padding=True, return_tensors="pt").input_ids  # the tiny one appends </s>
+    assert torch.equal(model.encode_targets(caps, torch.device("cpu")), plain)
+
+    opt_style = wordlevel.build(CAPTIONS)  # BOS = EOS = </s>, prepended, as OPT's
+    eos = opt_style.eos_token
+    opt_style._tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{eos} $A", special_tokens=[(eos, opt_style.eos_token_id)]
+    )
+    assert opt_style("a red circle").input_ids[0] == opt_style.eos_token_id
+    torch.manual_seed(0)
+    model = build.from_config("tiny_opt", opt_style)
+    targets = model.encode_targets(caps, torch.device("cpu"))
+    assert targets[0, 0] != opt_style.eos_token_id and targets[0, 4] == opt_style.eos_token_id
+    assert torch.equal(targets, plain)  # the same targets as a tokenizer that appends </s>
+    x, opt = frames(1), torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(40):
+        opt.zero_grad()
+        model.loss(x, caps[:1]).backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        caption = model.decode(model.generate(x, max_new_tokens=8))[0]
+    assert caption.strip(), "greedy decoding ended the caption before its first word"

@@ -713,3 +713,19 @@ def test_videoqa_not_a_list_and_writer_refuses_what_the_reader_rejects(tmp_path)
         videoqa.write_qa(tmp_path / "out.json", bad)
     with pytest.raises(ValueError, match="out of range"):
         videoqa.write_qa(tmp_path / "out.json", [videoqa.QAItem("q", "v", "?", ("a",), 1)])
+
+
+@pytest.mark.parametrize(
+    "read, text",
+    [
+        (lambda p: lavis.read_captions(p), "[]"),
+        (lambda p: anet.read_annotations(p), "{}"),
+        (lambda p: videoqa.read_qa(p), "[]"),
+        (lambda p: vatex.read_vatex(p), "[]"),
+    ],
+)
+def test_an_empty_annotation_file_is_a_named_error(tmp_path, read, text):
+    path = tmp_path / "annotations.json"
+    path.write_text(text)
+    with pytest.raises(FormatError, match=r"annotations.json.*top level.*the file is empty"):
+        read(path)

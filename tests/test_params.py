@@ -77,3 +77,33 @@ def test_digest_changes_with_values():
 def test_schema_lookup_errors_are_clear():
     with pytest.raises(P.ParamsError, match="no parameter models for paper 'nopaper'"):
         P.schema_for("nopaper", "01_x")
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("lr: 1.0e-4\nnum_frames: true\n", "num_frames"),  # a bool is not a count
+        ("lr: '5e-5'\n", "lr"),  # a string is not a number
+        ("lr: 1.0e-4\nnum_frames: 8.0\n", "num_frames"),  # nor is a float
+        ("lr: 1.0e-4\ntrain_vit: 'yes'\n", "train_vit"),
+    ],
+)
+def test_values_are_never_coerced(tmp_path, text, key):
+    with pytest.raises(P.ParamsError, match=rf"p.yaml: invalid Model\n  key '{key}'"):
+        P.load(Model, write(tmp_path, text))
+
+
+def test_a_whole_number_is_a_float():
+    assert P.validate(Model, {"lr": 1}, "x").lr == 1.0
+
+
+def test_model_names_are_checked_against_what_exists(tmp_path):
+    from vidrepro.merlot.params import PretrainParams
+    from vidrepro.object_states.params import TrainParams
+
+    with pytest.raises(P.ParamsError, match=r"'basee' is not a MERLOT config.*did you mean 'base'"):
+        P.validate(PretrainParams, {"model": "basee", "steps": 1, "lr": 1.0, "batch_size": 1}, "x")
+    values = {"steps": 1, "batch_size": 1, "lr": 1.0, "lr_backbone": 1.0}
+    assert P.validate(TrainParams, {**values, "model": "ViT-L-14-quickgelu"}, "x")
+    with pytest.raises(P.ParamsError, match=r"did you mean 'ViT-L-14-quickgelu'"):
+        P.validate(TrainParams, {**values, "model": "ViT-L-14-quickgelux"}, "x")

@@ -382,3 +382,57 @@ def test_check_env_reports_java_devices_and_data(tmp_path, monkeypatch, capsys):
     assert "ok       object_states: synthetic data (tiny)" in out
     assert cli.main(["check", "--env"]) == 1  # full: nothing under the empty data folder
     assert f"MISSING  object_states: {tmp_path}" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_two_processes_reproducing_one_step_run_it_once(demo_root):
+    """A second ``reproduce`` of a step another process is running says who holds it, waits,
+    then reuses it: the step runs once, in one folder."""
+    import vidrepro
+
+    (demo_root / "hold").touch()  # the make notebook waits while this file exists
+    code = (
+        "import demo_project, sys; demo_project.register(); from vidrepro import cli; "
+        "sys.exit(cli.main(['reproduce', 'demo', '--rows', 'plain']))"
+    )
+    here = [Path(__file__).parent / "helpers", Path(vidrepro.__file__).parents[1]]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, here))}
+    procs, outs = [], []
+    for _ in range(2):
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", code],
+                cwd=demo_root,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+        outs.append([])
+        threading.Thread(
+            target=lambda p=procs[-1], o=outs[-1]: o.extend(p.stdout), daemon=True
+        ).start()
+        deadline = time.time() + 90
+        while executions(demo_root) != ["make"] and time.time() < deadline:
+            time.sleep(0.2)
+    deadline = time.time() + 90
+    while not any("waiting for" in line for line in outs[1]) and time.time() < deadline:
+        time.sleep(0.2)
+    (demo_root / "hold").unlink()
+    for p in procs:
+        p.wait(timeout=120)
+    first, second = ("".join(o) for o in outs)
+    assert [p.returncode for p in procs] == [0, 0], (first, second)
+    assert sorted(executions(demo_root)) == ["make", "score"]  # each step ran once
+    assert f"make: waiting for pid {procs[0].pid} on" in second
+    assert second.count(": reused runs/tiny/demo/") == 2
+
+
+def test_a_damaged_record_is_a_named_error(demo_root, capsys):
+    tables.reproduce("demo", "tiny", root=demo_root, rows=["plain"], progress=False)
+    record = next((demo_root / "runs").rglob("01_make/*/metrics.json"))
+    record.write_text('{"status": "finished", ')  # cut short outside the kit
+    assert cli.main(["reproduce", "demo", "--rows", "plain"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {record}: not valid JSON" in err and "delete its folder" in err

@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     except runs.StepFailed as e:
         print(f"step failed: {e}", file=sys.stderr)
         return 1
-    except FileNotFoundError as e:
+    except (FileNotFoundError, runs.RecordError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

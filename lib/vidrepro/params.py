@@ -29,9 +29,11 @@ class ParamsError(ValueError):
 
 
 class Params(BaseModel):
-    """Base of every notebook's parameter model: unknown keys and wrong types are errors."""
+    """Base of every notebook's parameter model: unknown keys and wrong types are errors, and
+    nothing is coerced (``true`` is not the number 1, ``"5e-5"`` is not a float, ``8.0`` is not
+    a count); a whole number is accepted where a float is expected."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, strict=True)
 
     def digest(self) -> str:
         """A stable hash of the values, for provenance and step caching."""
@@ -200,3 +202,13 @@ def untrained(key: str, value: str, configs: Iterable[str], allow: bool, hint: s
         raise ParamsError(f"{message}. {hint}; or set allow_untrained: true to try it out")
     warnings.warn(f"{message} (allow_untrained: true)", stacklevel=3)
     return True
+
+
+def one_of(value: str, known: Iterable[str], what: str) -> str:
+    """``value`` if it is one of ``known``, else an error listing them (with a "did you mean")."""
+    known = sorted(known)
+    if value in known:
+        return value
+    near = difflib.get_close_matches(value, known, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    raise ValueError(f"{value!r} is not {what}{hint} (known: {', '.join(known[:12])})")

@@ -78,11 +78,21 @@ def run_dir() -> Path:
 _interactive_dir: Path | None = None
 
 
+class RecordError(ValueError):
+    """A run folder's ``metrics.json`` that is not a record (damaged outside the kit)."""
+
+
 def read_record(folder: Path) -> dict[str, Any]:
     path = Path(folder) / METRICS_FILE
     if not path.exists():
         return {}
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RecordError(
+            f"{path}: not valid JSON ({e.msg}, line {e.lineno}); the run's record is damaged: "
+            "delete its folder to run the step again"
+        ) from None
 
 
 def write_atomic(path: Path, text: str) -> None:

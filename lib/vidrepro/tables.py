@@ -10,13 +10,17 @@ it with the same inputs, and rerunning an unchanged table only reads the finishe
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import platform
 import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -315,7 +319,7 @@ def run_row(
         nb, params, key, folder = _located(root, spec, step, scale, done, code, seed, workdir)
         if board is not None:
             link_step(board / row.id / ("" if seed is None else f"seed{seed}") / step.id, folder)
-        with locks(key):
+        with locks(key), step_lock(folder, lambda text: tqdm.write(f"[{tag}] {step.id}: {text}")):
             if force and key not in ran and folder.exists():
                 _discard(folder)
             if (not force or key in ran) and runs.is_finished(folder, key):
@@ -337,6 +341,31 @@ def run_row(
             )
             ran.add(key)
     return done
+
+
+@contextmanager
+def step_lock(folder: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """One process at a time in a step folder: a second ``reproduce`` of the same step (another
+    terminal, another job on a shared disk) says who holds it, waits, then reuses what the first
+    made instead of training into the same folder."""
+    from filelock import FileLock, Timeout
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder.parent / f".{folder.name}.lock")
+    owner = folder.parent / f".{folder.name}.owner"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        holder = owner.read_text().strip() if owner.exists() else "another process"
+        say(f"waiting for {holder}, which is running this step")
+        lock.acquire()
+    try:
+        stamp = dt.datetime.now().isoformat(timespec="seconds")
+        runs.write_atomic(owner, f"pid {os.getpid()} on {platform.node()} (since {stamp})")
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
 
 
 def link_step(link: Path, folder: Path) -> None:

@@ -55,16 +55,19 @@ class VideoBlip2(nn.Module):
         return torch.tensor(self._prompt, dtype=torch.long, device=device).expand(batch, -1)
 
     def encode_targets(self, captions: list[str], device: torch.device) -> torch.Tensor:
-        """(B, L) caption tokens ending with end-of-sequence, right-padded with pad."""
-        max_len = getattr(self.tokenizer, "model_max_length", 64)
-        enc = self.tokenizer(
-            captions,
-            padding=True,
-            truncation=True,
-            max_length=min(max_len, 64),
-            return_tensors="pt",
+        """(B, L) caption tokens ending with the end token generation stops at, right-padded
+        with pad. The tokenizer's own special tokens are left out: OPT's puts ``</s>`` first and
+        nothing last, which would teach the model to end every caption before it starts."""
+        limit = min(getattr(self.tokenizer, "model_max_length", 64), 64)
+        ids = self.tokenizer(
+            captions, add_special_tokens=False, truncation=True, max_length=limit - 1
+        ).input_ids
+        out = torch.full(
+            (len(ids), max(map(len, ids)) + 1), self.tokenizer.pad_token_id, dtype=torch.long
         )
-        return enc.input_ids.to(device)
+        for row, seq in enumerate(ids):
+            out[row, : len(seq) + 1] = torch.tensor([*seq, self.tokenizer.eos_token_id])
+        return out.to(device)
 
     def token_logprobs(self, prefix: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Teacher-forced log p(target token | video, prompt, earlier tokens): (B, L), 0 at pad.

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
-from ..params import Params
+from ..params import Params, one_of
 
 
 class Data(Params):
@@ -62,6 +63,13 @@ class Optim(Params):
 class PretrainParams(Data, Optim):
     model: str = Field("tiny", description="a config in vidrepro/merlot/configs/")
     precision: Literal["fp32", "bf16"] = "fp32"
+
+    @field_validator("model")
+    @classmethod
+    def _known_config(cls, name: str) -> str:
+        configs = (p.stem for p in (Path(__file__).parent / "configs").glob("*.json"))
+        return one_of(name, configs, "a MERLOT config in vidrepro/merlot/configs/")
+
     segments: int = Field(
         5, ge=2, description="segments per example (the paper: 4; stories have 5)"
     )

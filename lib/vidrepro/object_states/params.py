@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from ..params import Params
+from ..params import Params, one_of
 
 
 class Data(Params):
@@ -43,6 +44,17 @@ class TrainParams(Data):
         "checkpoint file or an open_clip tag (openai)",
     )
     hidden: int | None = Field(None, gt=0, description="head MLP width; null: the config's")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        configs = {p.stem for p in (Path(__file__).parent / "configs").glob("*.json")}
+        if name in configs:
+            return name
+        import open_clip  # only for a name that is not one of the kit's configs
+
+        return one_of(name, configs | set(open_clip.list_models()), "a config or open_clip model")
+
     train_backbone: bool = True
     single_task: bool = Field(
         False,

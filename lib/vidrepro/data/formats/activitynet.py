@@ -40,6 +40,7 @@ from vidrepro.data.formats.errors import (
     dump_json,
     field_of,
     load_json,
+    require_entries,
 )
 
 FeatureKind = Literal["rgb", "flow", "audio"]
@@ -128,6 +129,7 @@ def read_annotations(
     if not isinstance(data, dict):
         problem = f"expected an object keyed by video id, got {type(data).__name__}"
         raise FormatError(path, "top level", problem)
+    require_entries(data, path, "videos")
     out: Records[AnetVideo] = Records(on_error)
     for video_id, raw in data.items():
         try:

@@ -94,6 +94,13 @@ def load_json(path: PathLike) -> Any:
         raise FormatError(path, where, f"invalid JSON: {e.msg}") from None
 
 
+def require_entries(data: Any, path: PathLike, what: str) -> None:
+    """An annotation file with nothing in it is an error naming the file, not a crash later
+    when the first batch is drawn from zero items."""
+    if not data:
+        raise FormatError(path, "top level", f"no {what}: the file is empty")
+
+
 def dump_json(path: PathLike, data: Any) -> None:
     """Write ``data`` as UTF-8 JSON, creating the parent folder (writers build fresh trees)."""
     path = Path(path)

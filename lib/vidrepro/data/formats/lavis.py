@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 from vidrepro.data.formats.errors import (
     FormatError,
@@ -28,6 +28,7 @@ from vidrepro.data.formats.errors import (
     dump_json,
     field_of,
     load_json,
+    require_entries,
 )
 
 ImageId = str | int  # MSR-VTT uses "video7010"; COCO-style tooling also allows integers
@@ -61,6 +62,7 @@ def read_captions(
     if not isinstance(data, list):
         problem = f"expected a list of caption entries, got {type(data).__name__}"
         raise FormatError(path, "top level", problem)
+    require_entries(data, path, "caption entries")
     out: Records[CaptionEntry] = Records(on_error)
     exists: dict[str, bool] = {}  # one stat per video, not one per caption
     for i, raw in enumerate(data):

@@ -27,6 +27,7 @@ from vidrepro.data.formats.errors import (
     dump_json,
     field_of,
     load_json,
+    require_entries,
 )
 
 _CLIP_ID = re.compile(r"(?P<youtube_id>.+)_(?P<start>\d+)_(?P<end>\d+)")
@@ -102,6 +103,7 @@ def read_vatex(
     data = load_json(path)
     if not isinstance(data, list):
         raise FormatError(path, "top level", f"expected a list of clips, got {type(data).__name__}")
+    require_entries(data, path, "clips")
     out: Records[VatexClip] = Records(on_error)
     for i, raw in enumerate(data):
         name = f"entry {i}"

@@ -34,6 +34,7 @@ from vidrepro.data.formats.errors import (
     dump_json,
     field_of,
     load_json,
+    require_entries,
 )
 
 VIDEO_DIR = "videos"
@@ -143,6 +144,7 @@ def read_qa(
     if not isinstance(data, list):
         problem = f"expected a list of questions, got {type(data).__name__}"
         raise FormatError(path, "top level", problem)
+    require_entries(data, path, "questions")
     out: Records[QAItem] = Records(on_error)
     checks = _FileChecks(path, video_root)
     for i, raw in enumerate(data):

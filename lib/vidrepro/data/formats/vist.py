@@ -32,6 +32,7 @@ from vidrepro.data.formats.errors import (
     dump_json,
     field_of,
     load_json,
+    require_entries,
 )
 
 STORY_LENGTH = 5
@@ -94,6 +95,7 @@ def _storylets(path: PathLike, data: object) -> dict[str, list[tuple[int, dict]]
     A storylet that cannot be attributed to a story breaks the file, not one story: it is
     always an error."""
     annotations = field_of(data, "annotations", list, path, "top level")
+    require_entries(annotations, path, "annotations")
     stories: dict[str, list[tuple[int, dict]]] = {}
     for i, wrapped in enumerate(annotations):
         name = f"annotations[{i}]"
