@@ -17,6 +17,7 @@ SHARED = {
     "rl",
     "training",
     "history",
+    "checkpoints",
     "params",
     "paths",
     "plots",

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 from twoprocs import torchrun
 
+from vidrepro import checkpoints
 from vidrepro import params as P
 from vidrepro.data.formats.errors import FormatError
 from vidrepro.data.synthetic import datasets
@@ -146,7 +147,7 @@ def test_resume_after_a_kill_gives_the_same_weights(root, data, tmp_path):
     p = params(root, steps=4)
     straight, h1 = train.train_model(p, data, data.names)
     train.train_model(p, data, data.names, tmp_path, stop_at=3)  # killed after step 3
-    assert json.loads((tmp_path / "history.json").read_text())["step"] == 2
+    assert json.loads((checkpoints.complete(tmp_path)[0] / "history.json").read_text())["step"] == 2
     resumed, h2 = train.train_model(p, data, data.names, tmp_path)  # steps 2 and 3 again
     for k, v in straight.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
@@ -156,7 +157,7 @@ def test_resume_after_a_kill_gives_the_same_weights(root, data, tmp_path):
 def test_frozen_backbone_checkpoints_the_heads(root, data, tmp_path):
     p = params(root, steps=2, train_backbone=False)
     model, _ = train.train_model(p, data, data.names, tmp_path)
-    saved = load_file(tmp_path / "trainable.safetensors")
+    saved = load_file(checkpoints.complete(tmp_path)[0] / "trainable.safetensors")
     assert saved and all(not k.startswith("backbone.") for k in saved)
     assert torch.equal(
         model.backbone.conv1.weight, train.new_model(p, data.names).backbone.conv1.weight
@@ -170,7 +171,7 @@ def test_single_task_trains_one_model_per_category(root, tmp_path):
     for name, (model, _) in models.items():
         assert model.categories == [name]
         assert model.state_head[-1].out_features == 3 and model.action_head[-1].out_features == 2
-        assert (tmp_path / "ckpt" / name / "history.json").exists()
+        assert checkpoints.complete(tmp_path / "ckpt" / name)
     folder = train.save_run(tmp_path / "model", models, p)
     loaded = pipeline.load_models(folder)
     assert [m.categories for m in loaded] == [["cutting_triangle"], ["painting_square"]]

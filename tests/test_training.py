@@ -9,7 +9,8 @@ import pytest
 import torch
 from twoprocs import torchrun
 
-from vidrepro import training
+from vidrepro import checkpoints, training
+from vidrepro.checkpoints import CheckpointError
 from vidrepro.training import LoopConfig
 
 
@@ -82,8 +83,32 @@ def test_curves_go_to_tensorboard_once_per_step_across_a_resume(tmp_path):
 def test_checkpoint_names_unknown_parameters(tmp_path):
     _fit(None, tmp_path / "c")
     other = torch.nn.Linear(4, 1)
-    with pytest.raises(KeyError, match="trainable.safetensors: parameters not in the model"):
+    with (
+        pytest.warns(UserWarning, match="trying the one before"),
+        pytest.raises(CheckpointError, match="trainable.safetensors: parameters not in the model"),
+    ):
         training.Checkpoint(tmp_path / "c").load(other, None)
+
+
+def test_a_cut_short_checkpoint_falls_back_to_the_one_before(tmp_path):
+    """Two checkpoints are kept; a truncated file in the newest is named and the resume starts
+    from the one before, ending where an uninterrupted run ends."""
+    straight, _ = _fit(None, tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        _fit(10, tmp_path / "b")  # checkpoints after steps 4 and 8; killed in step 10
+    kept = checkpoints.complete(tmp_path / "b")
+    assert [d.name for d in kept] == ["step-000000008", "step-000000004"]
+    weights = kept[0] / training.CKPT_WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:100])  # a kill or a full disk mid-write
+    with pytest.warns(UserWarning, match=rf"{kept[0]}.*trying the one before"):
+        resumed, history = _fit(None, tmp_path / "b")
+    assert history.step == list(range(12))
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+    for d in checkpoints.complete(tmp_path / "b"):
+        (d / training.CKPT_STATE).write_bytes(b"")
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match="no checkpoint under"):
+        _fit(None, tmp_path / "b")
 
 
 @pytest.mark.slow

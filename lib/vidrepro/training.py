@@ -5,8 +5,8 @@ Resuming is exact because the data are a function of the step: ``batch_fn(step, 
 draws step ``s``'s examples from a generator seeded by ``(seed, s)``, so a run killed at step
 1,200 and restarted from its step-1,000 checkpoint sees the same batches as one that never
 stopped. Checkpoints hold the trainable parameters (safetensors) and the optimizer state
-(``torch.load(weights_only=True)``), written atomically; the checkpoint folder also holds the
-run's TensorBoard curves.
+(``torch.load(weights_only=True)``), written whole before they count, the two newest kept; the
+checkpoint folder also holds the run's TensorBoard curves.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .history import FILE as HISTORY
+from . import checkpoints
 from .history import History
 from .history import read as read_history
 
@@ -105,18 +105,20 @@ def _destroy() -> None:
 
 
 class Checkpoint:
-    """The trainable parameters, optimizer state and history of a run, in one folder."""
+    """The trainable parameters, optimizer state and history of a run: one ``step-<n>`` folder
+    per save, the two newest kept (:mod:`vidrepro.checkpoints`)."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
 
     def exists(self) -> bool:
-        return (self.folder / HISTORY).exists()
+        return bool(checkpoints.complete(self.folder))
 
     def save(
         self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, history: History
     ) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        folder = checkpoints.folder_for(self.folder, step)
+        folder.mkdir(parents=True, exist_ok=True)
         weights = {
             n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
         }
@@ -124,27 +126,38 @@ class Checkpoint:
             (CKPT_WEIGHTS, lambda p: save_file(weights, p)),
             (CKPT_STATE, lambda p: torch.save(optimizer.state_dict(), p)),
         ):
-            tmp = self.folder / (name + ".tmp")
+            tmp = folder / (name + ".tmp")
             write(tmp)
-            os.replace(tmp, self.folder / name)
-        history.save(self.folder, step=step)  # last: it marks a complete checkpoint
+            os.replace(tmp, folder / name)
+        history.save(folder, step=step)  # last: it marks a complete checkpoint
+        checkpoints.prune(self.folder)
 
     def load(
         self, model: nn.Module, optimizer: torch.optim.Optimizer | None
     ) -> tuple[int, History]:
-        weights = load_file(self.folder / CKPT_WEIGHTS)
+        """The newest checkpoint that reads (the one before if a file of it is cut short)."""
+        return checkpoints.load_newest(self.folder, lambda f: self._load(f, model, optimizer))
+
+    @staticmethod
+    def _load(
+        folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None
+    ) -> tuple[int, History]:
+        weights = load_file(folder / CKPT_WEIGHTS)
         params = dict(model.named_parameters())
         missing = set(weights) - set(params)
         if missing:
             raise KeyError(
-                f"{self.folder / CKPT_WEIGHTS}: parameters not in the model: {sorted(missing)[:5]}"
+                f"{folder / CKPT_WEIGHTS}: parameters not in the model: {sorted(missing)[:5]}"
             )
+        state = (
+            torch.load(folder / CKPT_STATE, weights_only=True) if optimizer is not None else None
+        )
+        history, meta = read_history(folder)
         with torch.no_grad():
             for name, value in weights.items():
                 params[name].copy_(value)
         if optimizer is not None:
-            optimizer.load_state_dict(torch.load(self.folder / CKPT_STATE, weights_only=True))
-        history, meta = read_history(self.folder)
+            optimizer.load_state_dict(state)
         return meta["step"], history
 
 

@@ -24,7 +24,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from ..history import FILE as HISTORY
+from .. import checkpoints
 from ..history import History
 from . import objectives as O
 from .models import Merlot, ModelConfig, shuffled_offset
@@ -220,18 +220,26 @@ def _cached_step(loss_fn, tx, mesh, fsdp, structure, shardings):
 STATE_FILE = "state.msgpack"
 
 
-def save_checkpoint(folder: Path, state: TrainState, history: History) -> None:
-    """Atomic: the state, then the history, which marks a complete checkpoint."""
+def save_checkpoint(root: Path, state: TrainState, history: History) -> None:
+    """The state, then the history, which marks a complete checkpoint, in ``root/step-<n>``;
+    the two newest kept (:mod:`vidrepro.checkpoints`)."""
+    folder = checkpoints.folder_for(root, int(state.step))
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (STATE_FILE + ".tmp")
     tmp.write_bytes(serialization.to_bytes(jax.device_get(state)))
     os.replace(tmp, folder / STATE_FILE)
     history.save(folder)
+    checkpoints.prune(root)
 
 
-def load_checkpoint(folder: Path, template: TrainState) -> tuple[TrainState, History]:
-    state = serialization.from_bytes(template, (folder / STATE_FILE).read_bytes())
-    return state, History.load(folder)
+def load_checkpoint(root: Path, template: TrainState) -> tuple[TrainState, History]:
+    """The newest checkpoint under ``root`` that reads (the one before if one is cut short)."""
+
+    def load(folder: Path) -> tuple[TrainState, History]:
+        state = serialization.from_bytes(template, (folder / STATE_FILE).read_bytes())
+        return state, History.load(folder)
+
+    return checkpoints.load_newest(root, load)
 
 
 def fit(
@@ -257,7 +265,7 @@ def fit(
     the steps in ``val_step``. TensorBoard scalars go to ``checkpoint``."""
     mesh = mesh or make_mesh()
     history = History()
-    if checkpoint and (checkpoint / HISTORY).exists():
+    if checkpoint and checkpoints.complete(checkpoint):
         state, history = load_checkpoint(checkpoint, state)
     if checkpoint and jax.process_index() == 0:
         history.tensorboard(checkpoint, int(state.step))
