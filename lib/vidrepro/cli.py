@@ -243,8 +243,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
     p = _validated(
         CaptionParams,
         checkpoint=_typed_model(args.model),
-        allow_untrained=args.allow_untrained,
-        video=str(_typed_file(args.video)),
+        **_your_video(args),
         num_frames=args.frames,
         num_beams=args.beams,
     )
@@ -263,8 +262,7 @@ def cmd_states(args: argparse.Namespace) -> int:
     p = _validated(
         YourVideoParams,
         model=_typed_model(args.model),
-        allow_untrained=args.allow_untrained,
-        video=str(_typed_file(args.video)),
+        **_your_video(args),
         category=args.category,
         max_distance=args.max_distance,
     )
@@ -278,6 +276,10 @@ def cmd_states(args: argparse.Namespace) -> int:
         second = found.chosen[i]
         print(f"  {name:13s} {second:4d} s   p = {float(found.probs[i, second]):.3f}")
     return 0
+
+
+def _your_video(args: argparse.Namespace) -> dict[str, object]:
+    return {"video": str(_typed_file(args.video)), "allow_untrained": args.allow_untrained}
 
 
 def _validated(schema: type[P.Params], **values) -> P.Params:
@@ -304,6 +306,22 @@ def _table_list() -> str:
         return ", ".join(tables.available_tables(project_root())) or "none"
     except Exception:  # noqa: BLE001 - help must print outside a project too
         return "see `vidrepro tables`"
+
+
+def _your_video_parser(
+    sub, name: str, what: str, video: str, model: str, config: str
+) -> argparse.ArgumentParser:
+    """A "your video" command: the video, a trained model, and the explicit opt-in to an
+    untrained one."""
+    cmd = sub.add_parser(name, help=what)
+    cmd.add_argument("video", help=video)
+    cmd.add_argument("--model", required=True, help=model)
+    cmd.add_argument(
+        "--allow-untrained",
+        action="store_true",
+        help=f"accept a config name ({config}) as --model: an untrained model, its output noise",
+    )
+    return cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -409,42 +427,32 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
     sub.add_parser("tables", help="list the tables").set_defaults(func=cmd_tables)
 
-    cap = sub.add_parser("caption", help="BLIP-2: caption a video of yours with a trained model")
-    cap.add_argument("video", help="a video file (any length; frames sampled uniformly)")
-    cap.add_argument(
-        "--model",
-        required=True,
-        help="a model folder (the model output of 02_finetune or 03_scst; `vidrepro runs "
+    cap = _your_video_parser(
+        sub,
+        "caption",
+        "BLIP-2: caption a video of yours with a trained model",
+        "a video file (any length; frames sampled uniformly)",
+        "a model folder (the model output of 02_finetune or 03_scst; `vidrepro runs "
         "blip2_ablation` lists them) or a hub id",
+        "tiny_t5",
     )
     cap.add_argument("--frames", type=int, default=8, help="frames sampled (default 8)")
     cap.add_argument("--beams", type=int, default=5, help="beam search width (default 5)")
-    cap.add_argument(
-        "--allow-untrained",
-        action="store_true",
-        help="accept a config name (tiny_t5) as --model: an untrained model, its caption noise",
-    )
     cap.set_defaults(func=cmd_caption)
 
-    st = sub.add_parser(
-        "states", help="object states: the seconds of initial state, action and end state"
-    )
-    st.add_argument("video", help="a video file (any length; read at 1 frame per second)")
-    st.add_argument(
-        "--model",
-        required=True,
-        help="a 01_train model folder (`vidrepro runs object_states` lists them)",
+    st = _your_video_parser(
+        sub,
+        "states",
+        "object states: the seconds of initial state, action and end state",
+        "a video file (any length; read at 1 frame per second)",
+        "a 01_train model folder (`vidrepro runs object_states` lists them)",
+        "tiny_vit",
     )
     st.add_argument(
         "--category", default="", help="what the video shows (default: the model's first)"
     )
     st.add_argument(
         "--max-distance", type=int, default=None, help="D: at most D s between state and action"
-    )
-    st.add_argument(
-        "--allow-untrained",
-        action="store_true",
-        help="accept a config name (tiny_vit) as --model: an untrained model, its choice arbitrary",
     )
     st.set_defaults(func=cmd_states)
     return parser
