@@ -379,17 +379,19 @@ def execute(
                 stderr_file=status,
                 **manager,
             )
-    except BaseException as e:
+    except pm.PapermillExecutionError as e:
         if status is not None:
-            status.close("failed" if isinstance(e, pm.PapermillExecutionError) else "stopped")
-        if not isinstance(e, pm.PapermillExecutionError):
-            raise
+            status.close("failed")
         error = f"{_relative(notebook, root)} failed in cell {e.exec_count}: {e.ename}: {e.evalue}"
         write_record(folder, {**read_record(folder), "status": "failed", "error": error})
         raise StepFailed(
             f"{error}\nexecuted notebook: {executed}\nkernel messages: {folder / KERNEL_LOG}\n"
             + "".join(_strip_ansi(t) for t in e.traceback[-3:])
         ) from None
+    except BaseException:  # a kill, Ctrl-C: the line says so, the record stays "running"
+        if status is not None:
+            status.close("stopped")
+        raise
     if status is not None:
         status.close("finished")
     record = {**read_record(folder), "status": "finished"}
